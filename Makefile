@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each bootstraps .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PKG_DIRS := xpuport ir lowering backends hw_profiles benchmarks
+# Strict editable installs link files one by one, so a new source file needs a reinstall:
+# the stamp depends on the list of files, which changes only when one is added or removed.
+SOURCES := $(sort $(shell find $(PKG_DIRS) -name '*.py' -o -name '*.toml' -o -name py.typed))
+STAMP := $(VENV)/.xpuport-installed
+
+.PHONY: demo test test-all lint bench clean FORCE
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ''
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	# mypy reads the installed link tree: only there do ir/, lowering/... sit under xpuport/.
+	$(BIN)/mypy build/__editable__.*/xpuport
+
+bench: $(STAMP)
+	$(BIN)/python examples/demo.py --bench-only
+
+$(VENV)/.sources: FORCE
+	@mkdir -p $(VENV)
+	@echo "$(SOURCES)" | cmp -s - $@ || echo "$(SOURCES)" > $@
+
+$(STAMP): pyproject.toml $(VENV)/.sources
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# Pinned: an unpinned torch pulls GBs of CUDA wheels; 2.13.0 resolves to the local CPU build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[export,dev]" --config-settings editable_mode=strict
+	touch $@
+
+clean:
+	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache

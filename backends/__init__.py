@@ -1,0 +1,1 @@
+"""Backends: the contract every accelerator implements, the registry, and the built-ins."""

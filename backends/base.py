@@ -1,0 +1,93 @@
+"""The backend contract. A vendor implements this small class; lowering does the rest.
+
+A backend registers under the entry-point group `xpuport.backends`; its entry point names
+the Backend subclass (or a module holding exactly one). Discovery checks `api_version`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import onnx_ir as ir
+from xpuport.hw_profiles import HardwareProfile
+
+from xpuport.errors import XpuportError
+
+API_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether a backend takes a node, and the reason when it does not."""
+
+    supported: bool
+    reason: str = ""
+
+    @classmethod
+    def yes(cls) -> Support:
+        return cls(True)
+
+    @classmethod
+    def no(cls, reason: str) -> Support:
+        return cls(False, reason)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Options that change what is built; they are part of every artifact's identity."""
+
+    opt_level: int = 3
+    inline_functions: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.opt_level <= 3:
+            raise XpuportError(
+                f"opt_level must be 0..3, got {self.opt_level}", "pass --opt-level 0, 1, 2 or 3"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Backend(ABC):
+    """One accelerator as TVM sees it. Compiling never needs the device; running does."""
+
+    api_version: ClassVar[int] = API_VERSION
+    name: ClassVar[str]
+
+    @abstractmethod
+    def default_profile(self) -> str:
+        """The profile used when the user names none."""
+
+    @abstractmethod
+    def supports(self, node: ir.Node, profile: HardwareProfile) -> Support:
+        """May `node` run here, and if not, why (op, dtype, attribute)."""
+
+    @abstractmethod
+    def target(self, profile: HardwareProfile) -> Any:
+        """The tvm.target.Target code generation goes to."""
+
+    def passes(self, profile: HardwareProfile, options: CompileOptions) -> Sequence[Any]:
+        """Relax passes run before TVM's default pipeline: BYOC, library dispatch, schedules."""
+        return ()
+
+    @abstractmethod
+    def device(self) -> Any:
+        """The tvm.runtime.Device outputs are computed on."""
+
+    @abstractmethod
+    def is_available(self) -> bool:
+        """Whether this machine can run artifacts for this backend."""
+
+    @abstractmethod
+    def cache_key(self, profile: HardwareProfile) -> str:
+        """Toolchain and driver versions and arch: anything that changes the generated code."""
+
+
+def node_dtypes(node: ir.Node) -> set[str]:
+    """The numpy names of the dtypes a node reads and writes, where they are known."""
+    values = [*node.inputs, *node.outputs]
+    return {v.dtype.numpy().name for v in values if v is not None and v.dtype is not None}

@@ -1,0 +1,55 @@
+"""The host CPU through TVM's llvm target."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import onnx_ir as ir
+import tvm
+from tvm.relax.frontend.onnx import onnx_frontend
+from xpuport.backends.base import Backend, Support, node_dtypes
+from xpuport.hw_profiles import HardwareProfile
+
+_PROFILE_BY_MACHINE = {
+    "x86_64": "generic/x86-64",
+    "amd64": "generic/x86-64",
+    "aarch64": "generic/aarch64",
+    "arm64": "generic/aarch64",
+}
+
+
+def importable_ops() -> frozenset[str]:
+    """Ops of the default ONNX domain that TVM's importer has a converter for."""
+    # _get_convert_map is the importer's own table; no public accessor exists in TVM 0.27.
+    return frozenset(onnx_frontend._get_convert_map())
+
+
+class CpuBackend(Backend):
+    name = "cpu"
+
+    def default_profile(self) -> str:
+        return _PROFILE_BY_MACHINE.get(platform.machine().lower(), "generic/x86-64")
+
+    def supports(self, node: ir.Node, profile: HardwareProfile) -> Support:
+        if node.domain not in ("", "ai.onnx"):
+            return Support.no(f"op domain '{node.domain}' has no TVM converter")
+        if node.op_type not in importable_ops():
+            return Support.no(f"TVM's ONNX importer has no converter for {node.op_type}")
+        missing = sorted(node_dtypes(node) - set(profile.dtypes))
+        if missing:
+            return Support.no(f"dtype {', '.join(missing)} not in profile {profile.name}")
+        return Support.yes()
+
+    def target(self, profile: HardwareProfile) -> Any:
+        return tvm.target.Target(dict(profile.target))
+
+    def device(self) -> Any:
+        return tvm.cpu(0)
+
+    def is_available(self) -> bool:
+        return True
+
+    def cache_key(self, profile: HardwareProfile) -> str:
+        llvm = tvm.target.codegen.llvm_version_major()
+        return f"tvm={tvm.__version__};llvm={llvm};target={self.target(profile)}"

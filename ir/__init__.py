@@ -1,0 +1,1 @@
+"""The intermediate graph: ONNX, exported, validated, canonicalized, inventoried and hashed."""

@@ -1,0 +1,1 @@
+"""From the canonical graph to a built, verified artifact directory."""

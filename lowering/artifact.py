@@ -1,0 +1,200 @@
+"""The artifact directory: library, canonical graph, manifest with digests; load and run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+from xpuport.ir.inspect import TensorSpec
+from xpuport.lowering.signature import check_inputs
+
+import xpuport
+from xpuport.errors import ArtifactError, DeviceUnavailableError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LIBRARY = "model.so"
+GRAPH = "graph.onnx"
+
+
+def environment_versions() -> dict[str, str]:
+    """Versions an artifact is bound to: a mismatch on load is refused."""
+    return {
+        "xpuport": xpuport.__version__,
+        "tvm": tvm.__version__,
+        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+    }
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def staged_directory(out_dir: Path) -> Iterator[Path]:
+    """A scratch folder beside `out_dir`, removed unless it was installed as `out_dir`."""
+    check_replaceable(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """Only an earlier artifact or an empty folder may be replaced: never a user's files."""
+    if out_dir.exists() and not (out_dir.is_dir() and _is_artifact_or_empty(out_dir)):
+        raise ArtifactError(
+            f"{out_dir} exists and is not an xpuport artifact; refusing to overwrite it",
+            "choose another output directory with -o, or remove that one",
+        )
+
+
+def _is_artifact_or_empty(path: Path) -> bool:
+    return (path / MANIFEST).is_file() or not any(path.iterdir())
+
+
+def write_artifact(
+    staging: Path, executable: Any, graph_bytes: bytes, fields: dict[str, Any]
+) -> None:
+    """Write library, graph and manifest (with every file's digest) into `staging`."""
+    executable.export_library(str(staging / LIBRARY))
+    (staging / GRAPH).write_bytes(graph_bytes)
+    files = {name: file_digest(staging / name) for name in (LIBRARY, GRAPH)}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "versions": environment_versions(),
+        **fields,
+        "files": files,
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def install(staging: Path, out_dir: Path) -> None:
+    """Move a complete staging folder to `out_dir`, replacing an earlier artifact there."""
+    check_replaceable(out_dir)
+    if out_dir.exists():
+        retired = out_dir.with_name(f".{out_dir.name}.old-{staging.name[-8:]}")
+        out_dir.rename(retired)
+        staging.rename(out_dir)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(out_dir)
+
+
+def read_manifest(artifact_dir: Path) -> dict[str, Any]:
+    """Read and verify: format, versions, every file's digest, no unlisted files."""
+    path = artifact_dir / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(
+            f"{artifact_dir}: no {MANIFEST}; not an xpuport artifact",
+            "give the directory `xpuport compile -o DIR` wrote",
+        )
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc})", _RECOMPILE) from exc
+    _check_versions(artifact_dir, manifest)
+    _check_files(artifact_dir, manifest.get("files", {}))
+    return manifest
+
+
+_RECOMPILE = "recompile the model with `xpuport compile` into a fresh directory"
+
+
+def _check_versions(artifact_dir: Path, manifest: Mapping[str, Any]) -> None:
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{artifact_dir}: artifact format {manifest.get('format_version')}, this xpuport "
+            f"reads format {FORMAT_VERSION}",
+            _RECOMPILE,
+        )
+    built, here = manifest.get("versions", {}), environment_versions()
+    differ = [f"{k} {built.get(k)} (here {v})" for k, v in here.items() if built.get(k) != v]
+    if differ:
+        raise ArtifactError(
+            f"{artifact_dir}: built with {', '.join(differ)}",
+            f"{_RECOMPILE}, or install the versions it was built with",
+        )
+
+
+def _check_files(artifact_dir: Path, files: Mapping[str, str]) -> None:
+    present = {p.name for p in artifact_dir.iterdir() if p.name != MANIFEST}
+    unlisted = sorted(present - set(files))
+    missing = sorted(set(files) - present)
+    changed = sorted(n for n in set(files) & present if file_digest(artifact_dir / n) != files[n])
+    if unlisted or missing or changed or not files:
+        raise ArtifactError(
+            f"{artifact_dir}: artifact does not match its manifest (changed: {changed}, "
+            f"missing: {missing}, unlisted: {unlisted}); it was modified after compile",
+            _RECOMPILE,
+        )
+
+
+class Artifact:
+    """A verified artifact directory. `run` needs the backend's device on this machine."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        self.inputs = tuple(TensorSpec.from_json(spec) for spec in self.manifest["inputs"])
+        self.outputs = tuple(TensorSpec.from_json(spec) for spec in self.manifest["outputs"])
+
+    @property
+    def backend_name(self) -> str:
+        return str(self.manifest["backend"])
+
+    @property
+    def graph_path(self) -> Path:
+        return self.path / GRAPH
+
+    @cached_property
+    def _vm(self) -> Any:
+        from xpuport.backends.registry import get_backend
+
+        backend = get_backend(self.backend_name)
+        if not backend.is_available():
+            raise DeviceUnavailableError(
+                f"{self.path} was built for backend '{self.backend_name}', whose device is "
+                "not present on this machine",
+                "run it on a machine with that device, or compile for --backend cpu",
+            )
+        self._device = backend.device()
+        library = tvm.runtime.load_module(str(self.path / LIBRARY))
+        return relax.VirtualMachine(library, self._device)
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run on a dict of arrays named like the model's inputs; returns outputs by name."""
+        check_inputs(self.inputs, inputs)
+        vm = self._vm
+        args = [
+            tvm.runtime.tensor(np.ascontiguousarray(inputs[s.name]), self._device)
+            for s in self.inputs
+        ]
+        result = vm["main"](*args)
+        flat = list(_flatten(result))
+        return {spec.name: array for spec, array in zip(self.outputs, flat, strict=True)}
+
+
+def _flatten(value: Any) -> Iterator[np.ndarray]:
+    if hasattr(value, "numpy"):
+        yield value.numpy()
+    else:
+        for item in value:
+            yield from _flatten(item)

@@ -1,0 +1,51 @@
+"""Check placement, import, run the backend's passes and TVM's pipeline, build."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx
+import onnx_ir as ir
+import tvm
+from xpuport.backends.base import Backend, CompileOptions
+from xpuport.hw_profiles import HardwareProfile
+from xpuport.lowering.to_relax import to_relax
+
+from xpuport.errors import CompileError, UnsupportedOpError
+
+
+def check_support(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile) -> None:
+    """Refuse the graph, naming every declined node, rather than fall back silently."""
+    declined = []
+    for node in ir.from_proto(model).graph.all_nodes():
+        support = backend.supports(node, profile)
+        if not support.supported:
+            declined.append(f"{node.name or '(unnamed)'} ({node.op_type}): {support.reason}")
+    if declined:
+        shown = "\n    ".join(declined[:20])
+        more = f"\n    ... and {len(declined) - 20} more" if len(declined) > 20 else ""
+        raise UnsupportedOpError(
+            f"backend '{backend.name}' with profile '{profile.name}' declines "
+            f"{len(declined)} node(s):\n    {shown}{more}",
+            "use a profile that supports these ops/dtypes, or change the model",
+        )
+
+
+def build(
+    model: onnx.ModelProto, backend: Backend, profile: HardwareProfile, options: CompileOptions
+) -> Any:
+    """Lower the canonical `model` for `backend`; returns TVM's VM executable."""
+    check_support(model, backend, profile)
+    module = to_relax(model)
+    target = backend.target(profile)
+    try:
+        with tvm.transform.PassContext(opt_level=options.opt_level), target:
+            module = tvm.transform.Sequential(list(backend.passes(profile, options)))(module)
+            # No relax_pipeline argument: TVM then picks the target's default pipeline
+            # (GPU targets need its dlight schedules; "default" would build host code only).
+            return tvm.compile(module, target=target)
+    except tvm.error.TVMError as exc:
+        raise CompileError(
+            f"TVM failed to build for {target}: {str(exc).strip().splitlines()[0]}",
+            "set TVM_BACKTRACE=1 for TVM's trace, and report it with `xpuport inspect` output",
+        ) from exc

@@ -1,0 +1,131 @@
+"""The Python API: export, compile, load. The CLI is a thin face over these."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from xpuport.backends.base import Backend, CompileOptions
+from xpuport.backends.registry import get_backend
+from xpuport.cache import CompileCache, compile_key
+from xpuport.errors import ProfileError
+from xpuport.hw_profiles import HardwareProfile, load_profile
+from xpuport.ir.canonicalize import canonicalize
+from xpuport.ir.export import export_module
+from xpuport.ir.inspect import TensorSpec, graph_hash, summarize
+from xpuport.ir.load import load_model
+from xpuport.lowering.artifact import (
+    Artifact,
+    check_replaceable,
+    install,
+    staged_directory,
+    write_artifact,
+)
+from xpuport.lowering.pipeline import build
+
+StepCallback = Callable[[str], None]
+
+
+def export(
+    module: Any,
+    inputs: Mapping[str, Sequence[int]] | Sequence[TensorSpec],
+    path: str | Path,
+    *,
+    dynamic_batch: bool = False,
+) -> Path:
+    """Export a torch.nn.Module to ONNX. `inputs`: {name: shape} (float32) or TensorSpecs."""
+    specs = (
+        [TensorSpec(name, tuple(shape), "float32") for name, shape in inputs.items()]
+        if isinstance(inputs, Mapping)
+        else list(inputs)
+    )
+    return export_module(module, specs, path, dynamic_batch=dynamic_batch)
+
+
+def resolve_profile(backend: Backend, profile: str | None) -> HardwareProfile:
+    resolved = load_profile(profile or backend.default_profile())
+    if resolved.backend != backend.name:
+        raise ProfileError(
+            f"profile '{resolved.name}' describes a '{resolved.backend}' device, not a "
+            f"'{backend.name}' one",
+            f"pick a profile whose backend is '{backend.name}' (see `xpuport profiles`)",
+        )
+    return resolved
+
+
+def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
+    model_path: str | Path,
+    backend: str = "cpu",
+    profile: str | None = None,
+    output_dir: str | Path | None = None,
+    *,
+    options: CompileOptions | None = None,
+    use_cache: bool = True,
+    on_step: StepCallback | None = None,
+) -> Artifact:
+    """Compile an ONNX file for a backend. Without `output_dir` the cached artifact is used."""
+    step = on_step or (lambda _name: None)
+    out = Path(output_dir) if output_dir is not None else None
+    if out is None and not use_cache:
+        raise ValueError("compile(use_cache=False) needs an output_dir")
+    if out is not None:
+        check_replaceable(out)
+    opts = options or CompileOptions()
+    step("load")
+    model = load_model(model_path)
+    backend_impl = get_backend(backend)
+    resolved = resolve_profile(backend_impl, profile)
+    key = compile_key(
+        graph_hash(model), backend_impl.cache_key(resolved), resolved.to_json(), opts.to_json()
+    )
+    cache = CompileCache() if use_cache else None
+    cached = cache.lookup(key) if cache else None
+    if cached is not None:
+        step("cache hit")
+        return _deliver(cached, out)
+    step("canonicalize")
+    canonical = canonicalize(model, inline_functions=opts.inline_functions)
+    summary = summarize(canonical)
+    step("build")
+    started = time.perf_counter()
+    executable = build(canonical, backend_impl, resolved, opts)
+    fields = {
+        "backend": backend_impl.name,
+        "backend_cache_key": backend_impl.cache_key(resolved),
+        "profile": resolved.name,
+        "target": str(backend_impl.target(resolved)),
+        "options": opts.to_json(),
+        "inputs": [spec.to_json() for spec in summary.inputs],
+        "outputs": [spec.to_json() for spec in summary.outputs],
+        "graph_hash": summary.graph_hash,
+        "source_hash": graph_hash(model),
+        "compile_seconds": round(time.perf_counter() - started, 3),
+    }
+    step("write")
+    destination = out if out is not None else (cache.root / key if cache else Path())
+    with staged_directory(destination) as staging:
+        write_artifact(staging, executable, canonical.SerializeToString(), fields)
+        if cache is not None:
+            cache.store(key, staging)
+        if out is not None:
+            install(staging, out)
+            return Artifact(out)
+    assert cache is not None
+    return Artifact(cache.root / key)
+
+
+def _deliver(cached: Path, out: Path | None) -> Artifact:
+    if out is None:
+        return Artifact(cached)
+    with staged_directory(out) as staging:
+        shutil.copytree(cached, staging, dirs_exist_ok=True)
+        install(staging, out)
+    return Artifact(out)
+
+
+def load(path: str | Path) -> Artifact:
+    """Open and verify an artifact directory written by `compile`."""
+    return Artifact(path)
