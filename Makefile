@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/mypy build/__editable__.*/xpuport
 
 bench: $(STAMP)
-	$(BIN)/python examples/demo.py --bench-only
+	$(BIN)/python -m pytest -q -m slow tests -k bench
 
 $(VENV)/.sources: FORCE
 	@mkdir -p $(VENV)

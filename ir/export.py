@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,6 +69,8 @@ def load_factory(spec: str) -> Any:
             f"'{spec}' is not of the form MODULE:FACTORY",
             "name an importable module and a callable in it, e.g. mypkg.models:build",
         )
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # as `python -m` does: the user's own models module
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:

@@ -1,0 +1,1 @@
+"""The benchmark harness behind `xpuport bench`, and the models it measures."""

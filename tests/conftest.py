@@ -1,0 +1,16 @@
+"""Shared fixtures: every test gets its own compile cache, so no test sees another's work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xpuport.cache import CACHE_DIR_ENV
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path_factory.mktemp("xpuport-cache")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(cache))
+    return cache
