@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import onnx_ir as ir
-from xpuport.hw_profiles import HardwareProfile
 
 from xpuport.errors import XpuportError
+from xpuport.hw_profiles import HardwareProfile
 
 API_VERSION = 1
 

@@ -8,6 +8,7 @@ from typing import Any
 import onnx_ir as ir
 import tvm
 from tvm.relax.frontend.onnx import onnx_frontend
+
 from xpuport.backends.base import Backend, Support, node_dtypes
 from xpuport.hw_profiles import HardwareProfile
 

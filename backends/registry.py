@@ -9,7 +9,6 @@ from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 
 from xpuport.backends.base import API_VERSION, Backend
-
 from xpuport.errors import PluginError, UnknownBackendError
 
 ENTRY_POINT_GROUP = "xpuport.backends"

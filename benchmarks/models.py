@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from xpuport.benchmarks.vision import randomize_batchnorm
+
 
 class ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
@@ -51,7 +53,7 @@ def small_cnn() -> nn.Module:
         nn.Flatten(),
         nn.Linear(32, 10),
     )
-    _randomize_batchnorm(model)
+    randomize_batchnorm(model)
     return model.eval()
 
 
@@ -72,16 +74,6 @@ def encoder(d_model: int = 64, heads: int = 4, layers: int = 2) -> nn.Module:
 
 def encoder_256() -> nn.Module:
     return encoder(d_model=256, heads=4, layers=2)
-
-
-def _randomize_batchnorm(model: nn.Module) -> None:
-    # Fresh BatchNorm statistics are 0/1, which hides mistakes in folding them.
-    generator = torch.Generator().manual_seed(1)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            size = module.num_features
-            module.running_mean.copy_(torch.randn(size, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
-from xpuport.benchmarks.harness import measure, ratio
-from xpuport.benchmarks.models import encoder
-from xpuport.ir.inspect import summarize
-from xpuport.ir.load import load_model
 
 import xpuport
+from xpuport.benchmarks.harness import measure, ratio
+from xpuport.benchmarks.models import encoder
 from xpuport.compare import compare, onnxruntime_session
+from xpuport.ir.inspect import summarize
+from xpuport.ir.load import load_model
 
 OUT = Path("out/demo")
 SHAPE = (1, 128, 256)  # batch 1, sequence 128, d_model 256: the encoder of TVM-NOTES.md

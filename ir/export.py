@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from xpuport.ir.canonicalize import PINNED_OPSET
-from xpuport.ir.inspect import TensorSpec
 
 from xpuport.errors import ExportError
+from xpuport.ir.canonicalize import PINNED_OPSET
+from xpuport.ir.inspect import TensorSpec
 
 BATCH_DIM_NAME = "batch"
 

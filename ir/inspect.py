@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 from onnx import helper
+
 from xpuport.ir.canonicalize import default_opset
 
 

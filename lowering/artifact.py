@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import tvm
 from tvm import relax
-from xpuport.ir.inspect import TensorSpec
-from xpuport.lowering.signature import check_inputs
 
 import xpuport
 from xpuport.errors import ArtifactError, DeviceUnavailableError
+from xpuport.ir.inspect import TensorSpec
+from xpuport.lowering.signature import check_inputs
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

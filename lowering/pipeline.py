@@ -7,11 +7,11 @@ from typing import Any
 import onnx
 import onnx_ir as ir
 import tvm
+
 from xpuport.backends.base import Backend, CompileOptions
+from xpuport.errors import CompileError, UnsupportedOpError
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.lowering.to_relax import to_relax
-
-from xpuport.errors import CompileError, UnsupportedOpError
 
 
 def check_support(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from xpuport.ir.inspect import TensorSpec
 
 from xpuport.errors import InputError
+from xpuport.ir.inspect import TensorSpec
 
 
 def check_inputs(specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]) -> None:

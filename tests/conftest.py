@@ -10,7 +10,9 @@ from xpuport.cache import CACHE_DIR_ENV
 
 
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     cache = tmp_path_factory.mktemp("xpuport-cache")
     monkeypatch.setenv(CACHE_DIR_ENV, str(cache))
     return cache

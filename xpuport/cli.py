@@ -14,7 +14,7 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from xpuport import api
 from xpuport.backends.base import CompileOptions
@@ -67,7 +67,7 @@ def backends(as_json: JsonFlag = False) -> None:
     rows = [entry.to_json() for entry in discover()]
     if as_json:
         return emit_json(rows)
-    table = Table("name", "origin", "available", "source", "error")
+    table = Table(Column("name", no_wrap=True), "origin", "available", "source", "error")
     for row in rows:
         table.add_row(*(str(row[key] or "") for key in table_keys(table)))
     out.print(table)
@@ -80,7 +80,9 @@ def profiles(as_json: JsonFlag = False) -> None:
     rows = [profile.to_json() for profile in list_profiles()]
     if as_json:
         return emit_json(rows)
-    table = Table("name", "vendor", "device", "backend", "status", "arch", "figures")
+    table = Table(
+        Column("name", no_wrap=True), "vendor", "device", "backend", "status", "arch", "figures"
+    )
     for row in rows:
         figures = ", ".join(row["figures"]) or "-"
         table.add_row(*(str(row[k]) for k in table_keys(table)[:-1]), figures)
