@@ -204,7 +204,7 @@ def _build(name: str, data: dict[str, Any]) -> HardwareProfile:
             else None,
             **{key: data[key] for key in data if key not in _STRUCTURED},
         )
-    except (TypeError, KeyError) as exc:
+    except (TypeError, KeyError, ValueError) as exc:
         raise ProfileError(
             f"profile '{name}': a value has the wrong type or shape ({exc})",
             "compare with hw_profiles/generic/x86-64.toml",

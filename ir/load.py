@@ -59,7 +59,7 @@ def _load_external_data(model: onnx.ModelProto, model_path: Path) -> None:
     for tensor in _all_tensors(model.graph):
         if not uses_external_data(tensor):
             continue
-        info = ExternalDataInfo(tensor)
+        info = _external_data_info(tensor, model_path)
         location = info.location
         data_path = (base_dir / location).resolve()
         if not location or not data_path.is_relative_to(base_dir):
@@ -83,6 +83,23 @@ def _load_external_data(model: onnx.ModelProto, model_path: Path) -> None:
             f"{model_path}: external data could not be read ({exc})",
             "re-save the model with its external data",
         ) from exc
+    for tensor in _all_tensors(model.graph):
+        # Loaded tensors keep an explicit DEFAULT location; clear it so the same model hashes
+        # the same whether its weights were stored inline or beside it.
+        tensor.ClearField("data_location")
+
+
+def _external_data_info(tensor: onnx.TensorProto, model_path: Path) -> ExternalDataInfo:
+    try:
+        info = ExternalDataInfo(tensor)
+        if int(info.offset or 0) < 0 or int(info.length or 0) < 0:
+            raise ValueError("negative offset or length")
+    except ValueError as exc:
+        raise ExternalDataError(
+            f"{model_path}: initializer '{tensor.name}' has malformed external data fields ({exc})",
+            "re-save the model with onnx.save_model(..., save_as_external_data=True)",
+        ) from exc
+    return info
 
 
 def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:

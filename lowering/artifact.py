@@ -107,15 +107,36 @@ def read_manifest(artifact_dir: Path) -> dict[str, Any]:
             "give the directory `xpuport compile -o DIR` wrote",
         )
     try:
-        manifest: dict[str, Any] = json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc})", _RECOMPILE) from exc
+    _check_shape(path, manifest)
     _check_versions(artifact_dir, manifest)
     _check_files(artifact_dir, manifest.get("files", {}))
     return manifest
 
 
 _RECOMPILE = "recompile the model with `xpuport compile` into a fresh directory"
+_MANIFEST_FIELDS = {
+    "versions": dict,
+    "files": dict,
+    "inputs": list,
+    "outputs": list,
+    "backend": str,
+}
+
+
+def _check_shape(path: Path, manifest: Any) -> None:
+    wrong = [
+        key
+        for key, kind in _MANIFEST_FIELDS.items()
+        if not isinstance(manifest, dict) or not isinstance(manifest.get(key), kind)
+    ]
+    if wrong:
+        raise ArtifactError(
+            f"{path}: manifest lacks or mistypes {', '.join(wrong)}; it was damaged or edited",
+            _RECOMPILE,
+        )
 
 
 def _check_versions(artifact_dir: Path, manifest: Mapping[str, Any]) -> None:

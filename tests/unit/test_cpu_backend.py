@@ -1,0 +1,137 @@
+"""backends/cpu.py: which nodes the host CPU takes (and why not), its target and cache key."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import onnx_ir as ir
+import pytest
+import tvm
+from onnx import TensorProto, helper
+
+from xpuport.backends.base import node_dtypes
+from xpuport.backends.cpu import CpuBackend, importable_ops
+from xpuport.hw_profiles import load_profile
+
+HOST = "generic/x86-64"
+
+
+def _node(
+    op_type: str, elem_type=TensorProto.FLOAT, domain: str = "", out_type=None, **attrs
+) -> ir.Node:
+    """The single node of a one-node model x -> op -> y, through onnx_ir."""
+    node = helper.make_node(op_type, ["x"], ["y"], domain=domain, **attrs)
+    graph = helper.make_graph(
+        [node],
+        "one",
+        [helper.make_tensor_value_info("x", elem_type, [2, 3])],
+        [helper.make_tensor_value_info("y", out_type or elem_type, [2, 3])],
+    )
+    opsets = [helper.make_opsetid("", 20)]
+    if domain:
+        opsets.append(helper.make_opsetid(domain, 1))
+    model = helper.make_model(graph, opset_imports=opsets)
+    (ir_node,) = ir.from_proto(model).graph
+    return ir_node
+
+
+def _missing_op() -> str:
+    """An ONNX op TVM's importer lacks; the test needs one to exist."""
+    missing = [op for op in ("CumProd", "Celu", "Col2Im") if op not in importable_ops()]
+    if not missing:
+        pytest.skip("TVM's importer now converts every candidate op")
+    return missing[0]
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return load_profile(HOST)
+
+
+def test_importable_ops_is_the_importer_table():
+    ops = importable_ops()
+
+    assert {"Relu", "MatMul", "Conv", "Gemm"} <= ops
+    assert "NoSuchOp" not in ops
+
+
+def test_supports_relu_float32(profile):
+    support = CpuBackend().supports(_node("Relu"), profile)
+
+    assert support.supported
+    assert support.reason == ""
+
+
+def test_supports_relu_float16_on_the_full_profile(profile):
+    assert CpuBackend().supports(_node("Relu", TensorProto.FLOAT16), profile).supported
+
+
+def test_declines_an_op_tvm_lacks(profile):
+    op = _missing_op()
+
+    support = CpuBackend().supports(_node(op), profile)
+
+    assert not support.supported
+    assert op in support.reason
+    assert "converter" in support.reason
+
+
+def test_declines_a_custom_domain_op(profile):
+    support = CpuBackend().supports(_node("Relu", domain="com.vendor"), profile)
+
+    assert not support.supported
+    assert "com.vendor" in support.reason
+
+
+def test_declines_a_dtype_the_profile_lacks(profile):
+    narrow = dataclasses.replace(profile, dtypes=("float32",))
+    node = _node("Relu", TensorProto.FLOAT16)
+    assert node_dtypes(node) == {"float16"}
+
+    support = CpuBackend().supports(node, narrow)
+
+    assert not support.supported
+    assert "float16" in support.reason
+    assert narrow.name in support.reason
+    assert CpuBackend().supports(_node("Relu"), narrow).supported
+
+
+def test_node_dtypes_reads_inputs_and_outputs():
+    node = _node("Cast", TensorProto.FLOAT, out_type=TensorProto.INT8, to=TensorProto.INT8)
+    assert node_dtypes(node) == {"float32", "int8"}
+
+
+def test_target_is_llvm_for_the_profile(profile):
+    target = CpuBackend().target(profile)
+
+    assert isinstance(target, tvm.target.Target)
+    assert target.kind.name == "llvm"
+    assert str(target.attrs["mtriple"]) == profile.target["mtriple"]
+
+
+def test_cache_key_names_the_toolchain(profile):
+    key = CpuBackend().cache_key(profile)
+
+    assert f"tvm={tvm.__version__}" in key
+    assert "llvm=" in key
+    assert "x86_64-unknown-linux-gnu" in key
+    assert key == CpuBackend().cache_key(profile)
+
+
+def test_cache_key_depends_on_the_profile(profile):
+    aarch64 = load_profile("generic/aarch64")
+
+    assert CpuBackend().cache_key(aarch64) != CpuBackend().cache_key(profile)
+
+
+def test_default_profile_is_a_cpu_profile():
+    profile = load_profile(CpuBackend().default_profile())
+
+    assert profile.backend == "cpu"
+
+
+def test_cpu_is_always_available():
+    backend = CpuBackend()
+
+    assert backend.is_available()
+    assert backend.device().dlpack_device_type() == tvm.cpu(0).dlpack_device_type()
