@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
@@ -44,8 +44,27 @@ class BackendEntry:
 @cache
 def discover() -> tuple[BackendEntry, ...]:
     """Every registered backend, loaded and validated; errors are kept, not raised."""
-    found = entry_points(group=ENTRY_POINT_GROUP)
-    return tuple(sorted((_load(ep) for ep in found), key=lambda entry: entry.name))
+    found = {(ep.name, ep.value): ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    entries = [_load(ep) for ep in found.values()]
+    return tuple(sorted(_refuse_shadowing(entries), key=lambda entry: entry.name))
+
+
+def _refuse_shadowing(entries: list[BackendEntry]) -> list[BackendEntry]:
+    """Two packages claiming one name: neither wins silently, both are listed with the error."""
+    sources: dict[str, list[str]] = {}
+    for entry in entries:
+        sources.setdefault(entry.name, []).append(entry.source)
+    return [
+        replace(
+            entry,
+            backend_class=None,
+            error=f"name '{entry.name}' is registered by {' and '.join(sources[entry.name])}; "
+            "uninstall one of them",
+        )
+        if len(sources[entry.name]) > 1
+        else entry
+        for entry in entries
+    ]
 
 
 def get_backend(name: str) -> Backend:

@@ -328,3 +328,16 @@ def test_support():
     no = Support.no("dtype float16")
     assert not no.supported
     assert no.reason == "dtype float16"
+
+
+def test_a_plugin_reusing_a_name_shadows_nothing(tmp_path, monkeypatch, fresh_registry):
+    (tmp_path / "xpuport_test_impostor.py").write_text(GOOD_PLUGIN.replace('"good"', '"cpu"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cpu = next(ep for ep in real_entry_points(group=GROUP) if ep.name == "cpu")
+    impostor = EntryPoint(name="cpu", value="xpuport_test_impostor:GoodBackend", group=GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [cpu, impostor])
+    entries = registry.discover()
+    assert len(entries) == 2
+    assert all(e.backend_class is None and "registered by" in e.error for e in entries)
+    with pytest.raises(UnknownBackendError, match="registered by"):
+        registry.get_backend("cpu")
