@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tvm
@@ -112,8 +112,8 @@ def read_manifest(artifact_dir: Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: not valid JSON ({exc})", _RECOMPILE) from exc
     _check_shape(path, manifest)
     _check_versions(artifact_dir, manifest)
-    _check_files(artifact_dir, manifest.get("files", {}))
-    return manifest
+    _check_files(artifact_dir, manifest["files"])
+    return cast(dict[str, Any], manifest)
 
 
 _RECOMPILE = "recompile the model with `xpuport compile` into a fresh directory"

@@ -190,31 +190,10 @@ def test_validate_accepts_a_module_with_exactly_one_backend():
 
 # --- broken plugins are listed, never fatal ---------------------------------------------------
 
-GOOD_PLUGIN = """
-from xpuport.backends.base import Backend, Support
-
-
-class GoodBackend(Backend):
-    name = "good"
-
-    def default_profile(self):
-        return "generic/x86-64"
-
-    def supports(self, node, profile):
-        return Support.yes()
-
-    def target(self, profile):
-        return None
-
-    def device(self):
-        return None
-
-    def is_available(self):
-        return True
-
-    def cache_key(self, profile):
-        return "good"
-"""
+# The plugin module's source is _FakeBackend's own, renamed: one definition of a valid backend.
+GOOD_PLUGIN = "from xpuport.backends.base import Backend, Support\n\n\n" + inspect.getsource(
+    _FakeBackend
+).replace("_FakeBackend", "GoodBackend").replace('"fake"', '"good"')
 
 
 @pytest.fixture
