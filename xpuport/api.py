@@ -78,9 +78,9 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     model = load_model(model_path)
     backend_impl = get_backend(backend)
     resolved = resolve_profile(backend_impl, profile)
-    key = compile_key(
-        graph_hash(model), backend_impl.cache_key(resolved), resolved.to_json(), opts.to_json()
-    )
+    source_hash = graph_hash(model)
+    backend_key = backend_impl.cache_key(resolved)
+    key = compile_key(source_hash, backend_key, resolved.to_json(), opts.to_json())
     cache = CompileCache() if use_cache else None
     cached = cache.lookup(key) if cache else None
     if cached is not None:
@@ -94,14 +94,14 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     executable = build(canonical, backend_impl, resolved, opts)
     fields = {
         "backend": backend_impl.name,
-        "backend_cache_key": backend_impl.cache_key(resolved),
+        "backend_cache_key": backend_key,
         "profile": resolved.name,
         "target": str(backend_impl.target(resolved)),
         "options": opts.to_json(),
         "inputs": [spec.to_json() for spec in summary.inputs],
         "outputs": [spec.to_json() for spec in summary.outputs],
         "graph_hash": summary.graph_hash,
-        "source_hash": graph_hash(model),
+        "source_hash": source_hash,
         "compile_seconds": round(time.perf_counter() - started, 3),
     }
     step("write")

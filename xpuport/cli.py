@@ -24,7 +24,7 @@ from xpuport.compare import DEFAULT_ATOL, DEFAULT_RTOL, compare, onnxruntime_ses
 from xpuport.errors import ExportError, InputError, ToleranceExceededError, XpuportError
 from xpuport.hw_profiles import list_profiles
 from xpuport.inputs import parse_input_files, random_inputs
-from xpuport.ir.canonicalize import canonicalize
+from xpuport.ir.canonicalize import canonicalize, default_opset
 from xpuport.ir.export import export_module, load_factory
 from xpuport.ir.inspect import TensorSpec, summarize
 from xpuport.ir.load import load_model
@@ -138,7 +138,7 @@ def inspect(
     """Show a model's canonical form: signature, op inventory, parameters, hash."""
     loaded = load_model(model)
     summary = summarize(canonicalize(loaded))
-    source_opset = summarize(loaded).opset
+    source_opset = default_opset(loaded)
     data = {
         "model": str(model),
         "source_opset": source_opset,
