@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PKG_DIRS := xpuport ir lowering backends hw_profiles benchmarks
+PKG_DIRS := xpuport ir lowering backends hw_profiles benchmarks conformance
 # Strict editable installs link files one by one, so a new source file needs a reinstall:
 # the stamp depends on the list of files, which changes only when one is added or removed.
 SOURCES := $(sort $(shell find $(PKG_DIRS) -name '*.py' -o -name '*.toml' -o -name py.typed))

@@ -1,0 +1,7 @@
+"""attention."""
+
+from __future__ import annotations
+
+from xpuport.conformance.spec import OpSpec
+
+SPECS: tuple[OpSpec, ...] = ()

@@ -1,0 +1,122 @@
+"""Case results, their statuses, and the append-only results.jsonl a run writes as it goes."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xpuport.errors import XpuportError
+
+STATUSES = ("pass", "fail", "unsupported", "error", "crash", "timeout", "xfail", "xpass")
+# Statuses that fail a run unless an expectation covers them (then they become xfail).
+FAILURES = ("fail", "error", "crash", "timeout")
+RESULTS_FILE = "results.jsonl"
+RUN_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One line of results.jsonl: a case's status, its errors and the tolerance used."""
+
+    case: str  # stable id: <op>.<dtype>.<sample> for the ops suite, the test name otherwise
+    suite: str
+    op: str
+    family: str
+    dtype: str
+    status: str
+    max_abs: float | str | None = None  # str: "inf" (JSON has no infinity)
+    max_rel: float | str | None = None
+    max_ulp: float | str | None = None
+    mismatch_ratio: float | None = None
+    tolerance: dict[str, Any] | None = None  # rtol, atol, basis, override (reason or null)
+    message: str = ""
+    expected: dict[str, str] | None = None  # the expectation (kind, reason) that matched
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)  # inputs, attributes
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CaseResult:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+class ResultsError(XpuportError):
+    """A results folder or file cannot be read or continued."""
+
+
+class ResultsLog:
+    """results.jsonl, appended one whole line per write so a killed run loses no result."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        _drop_torn_tail(path)
+
+    def append(self, result: CaseResult) -> None:
+        line = (json.dumps(result.to_json(), allow_nan=False) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)  # one write(2) with O_APPEND: never interleaved, never torn
+        finally:
+            os.close(fd)
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line that a kill left unfinished; every earlier line is whole."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def read_results(path: Path) -> list[CaseResult]:
+    """Every result of a results.jsonl; a later line for the same case replaces an earlier."""
+    if not path.is_file():
+        raise ResultsError(f"{path} does not exist", "point at the --out folder of a conform run")
+    by_case: dict[str, CaseResult] = {}
+    for number, line in enumerate(_lines(path), start=1):
+        try:
+            result = CaseResult.from_json(json.loads(line))
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            if number == _count_lines(path) and not path.read_bytes().endswith(b"\n"):
+                break  # the torn last line of a killed run
+            raise ResultsError(f"{path}:{number} is not a case result: {exc}",
+                               "remove that line, or rerun the cases with --resume") from exc
+        by_case[result.case] = result
+    return list(by_case.values())
+
+
+def _lines(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as handle:
+        yield from (line for line in handle if line.strip())
+
+
+def _count_lines(path: Path) -> int:
+    return sum(1 for _ in _lines(path))
+
+
+def read_run(folder: Path) -> dict[str, Any]:
+    """run.json: the backend, profile, suite and versions of the run that wrote `folder`."""
+    path = folder / RUN_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ResultsError(f"{folder} holds no {RUN_FILE}",
+                           "point at the --out folder of an `xpuport conform` run") from exc
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path} is not JSON: {exc}", "rerun the conformance run") from exc
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} is not a JSON object", "rerun the conformance run")
+    return data
