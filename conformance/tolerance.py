@@ -145,4 +145,5 @@ def ulp_of(values: np.ndarray, dtype: str) -> np.ndarray:
     with np.errstate(divide="ignore"):
         exponent = np.floor(np.log2(np.maximum(np.abs(values), float(limits.tiny))))
     spacing: np.ndarray = np.exp2(exponent - limits.nmant)
-    return np.maximum(spacing, float(limits.smallest_subnormal))
+    result: np.ndarray = np.maximum(spacing, float(limits.smallest_subnormal))
+    return result
