@@ -2,6 +2,8 @@
 
 A backend registers under the entry-point group `xpuport.backends`; its entry point names
 the Backend subclass (or a module holding exactly one). Discovery checks `api_version`.
+An accelerator reached through TVM subclasses TvmBackend; `Backend` alone is the part every
+engine shares (the onnxruntime reference backend runs graphs without TVM).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class CompileOptions:
 
 
 class Backend(ABC):
-    """One accelerator as TVM sees it. Compiling never needs the device; running does."""
+    """One engine that runs ONNX graphs: what it takes, whether it is here, what keys its code."""
 
     api_version: ClassVar[int] = API_VERSION
     name: ClassVar[str]
@@ -67,6 +69,18 @@ class Backend(ABC):
         """May `node` run here, and if not, why (op, dtype, attribute)."""
 
     @abstractmethod
+    def is_available(self) -> bool:
+        """Whether this machine can run artifacts for this backend."""
+
+    @abstractmethod
+    def cache_key(self, profile: HardwareProfile) -> str:
+        """Toolchain and driver versions and arch: anything that changes the generated code."""
+
+
+class TvmBackend(Backend):
+    """One accelerator as TVM sees it. Compiling never needs the device; running does."""
+
+    @abstractmethod
     def target(self, profile: HardwareProfile) -> Any:
         """The tvm.target.Target code generation goes to."""
 
@@ -77,14 +91,6 @@ class Backend(ABC):
     @abstractmethod
     def device(self) -> Any:
         """The tvm.runtime.Device outputs are computed on."""
-
-    @abstractmethod
-    def is_available(self) -> bool:
-        """Whether this machine can run artifacts for this backend."""
-
-    @abstractmethod
-    def cache_key(self, profile: HardwareProfile) -> str:
-        """Toolchain and driver versions and arch: anything that changes the generated code."""
 
 
 def node_dtypes(node: ir.Node) -> set[str]:

@@ -9,7 +9,7 @@ import onnx_ir as ir
 import tvm
 from tvm.relax.frontend.onnx import onnx_frontend
 
-from xpuport.backends.base import Backend, Support, node_dtypes
+from xpuport.backends.base import Support, TvmBackend, node_dtypes
 from xpuport.hw_profiles import HardwareProfile
 
 _PROFILE_BY_MACHINE = {
@@ -26,7 +26,7 @@ def importable_ops() -> frozenset[str]:
     return frozenset(onnx_frontend._get_convert_map())
 
 
-class CpuBackend(Backend):
+class CpuBackend(TvmBackend):
     name = "cpu"
 
     def default_profile(self) -> str:

@@ -34,6 +34,7 @@ class Case:
     # float64: upcast graph on the reference evaluator; native: same dtype; given: `expected`
     golden: Literal["float64", "native", "given"] = "float64"
     expected: tuple[np.ndarray, ...] | None = None
+    declined: str = ""  # the suite cannot express this case to a backend: why (unsupported)
 
     def onnx_model(self) -> onnx.ModelProto:
         return onnx.load_model_from_string(self.model)
@@ -126,6 +127,8 @@ def output_dtypes(model: onnx.ModelProto) -> list[str]:
 def _dtype_name(elem_type: int) -> str:
     if elem_type == onnx.TensorProto.BFLOAT16:
         return "bfloat16"
+    if elem_type == onnx.TensorProto.UNDEFINED:  # a sequence, optional or map value
+        return "undefined"
     return str(np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)))
 
 

@@ -1,1 +1,142 @@
-"""engines."""
+"""How a backend runs a batch of cases: TVM backends compile many cases into one module."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from xpuport.backends.base import Backend, CompileOptions, TvmBackend
+from xpuport.backends.ort import OrtBackend
+from xpuport.conformance.cases import Case
+from xpuport.errors import PluginError, XpuportError
+from xpuport.hw_profiles import HardwareProfile
+from xpuport.lowering.artifact import flatten_outputs
+from xpuport.lowering.pipeline import lower
+from xpuport.lowering.to_relax import to_relax
+
+Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+
+
+class Engine(ABC):
+    """Prepares cases for one backend and profile, then runs them one by one."""
+
+    @abstractmethod
+    def prepare(self, cases: Sequence[Case]) -> tuple[dict[str, Runner], dict[str, str]]:
+        """Runners by case id for what was prepared, and error messages for what was not."""
+
+
+def engine_for(backend: Backend, profile: HardwareProfile) -> Engine:
+    if isinstance(backend, TvmBackend):
+        return TvmEngine(backend, profile)
+    if isinstance(backend, OrtBackend):
+        return OrtEngine(backend, profile)
+    raise PluginError(
+        f"backend '{backend.name}' is neither a TvmBackend nor onnxruntime: the suite cannot "
+        "run it",
+        "derive the plugin's class from xpuport.backends.base.TvmBackend",
+    )
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, XpuportError):
+        return exc.message
+    lines = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {lines[-1] if lines else ''}"
+
+
+class OrtEngine(Engine):
+    def __init__(self, backend: OrtBackend, profile: HardwareProfile) -> None:
+        self.backend, self.profile = backend, profile
+
+    def prepare(self, cases: Sequence[Case]) -> tuple[dict[str, Runner], dict[str, str]]:
+        runners: dict[str, Runner] = {}
+        errors: dict[str, str] = {}
+        for case in cases:
+            try:
+                session = self.backend.session(case.model, self.profile)
+            except Exception as exc:  # noqa: BLE001  # onnxruntime raises its own types
+                errors[case.case_id] = _message(exc)
+                continue
+            runners[case.case_id] = _ort_runner(session)
+        return runners, errors
+
+
+def _ort_runner(session: Any) -> Runner:
+    def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(output) for output in session.run(None, feeds)]
+
+    return run
+
+
+class TvmEngine(Engine):
+    """Imports each case, merges them into one IRModule (one function each), builds once."""
+
+    def __init__(self, backend: TvmBackend, profile: HardwareProfile) -> None:
+        self.backend, self.profile = backend, profile
+        self.options = CompileOptions()
+
+    def prepare(self, cases: Sequence[Case]) -> tuple[dict[str, Runner], dict[str, str]]:
+        imported: dict[str, tuple[Any, list[str]]] = {}
+        errors: dict[str, str] = {}
+        runners: dict[str, Runner] = {}
+        for case in cases:
+            try:
+                module = to_relax(case.onnx_model())
+            except XpuportError as exc:
+                errors[case.case_id] = exc.message
+                continue
+            names = [i.name for i in case.onnx_model().graph.input]
+            if len(module.functions) == 1:
+                imported[case.case_id] = (module["main"], names)
+            else:  # main calls TIR functions of its module: it is built on its own
+                runners.update(self._build({case.case_id: (module, names)}, errors))
+        runners.update(self._build(imported, errors))
+        return runners, errors
+
+    def _build(
+        self, imported: dict[str, tuple[Any, list[str]]], errors: dict[str, str]
+    ) -> dict[str, Runner]:
+        """Build all at once; when that fails, halve the batch until each failure is one case."""
+        if not imported:
+            return {}
+        merged, symbols = self._merge(imported)
+        try:
+            executable = lower(merged, self.backend, self.profile, self.options)
+        except Exception as exc:  # noqa: BLE001  # TVM raises anything from its passes
+            if len(imported) == 1:
+                errors[next(iter(imported))] = _message(exc)
+                return {}
+            items = list(imported.items())
+            half = len(items) // 2
+            return {**self._build(dict(items[:half]), errors),
+                    **self._build(dict(items[half:]), errors)}
+        vm = relax.VirtualMachine(executable, self.backend.device())
+        return {case_id: self._runner(vm, symbols[case_id], names)
+                for case_id, (_, names) in imported.items()}
+
+    @staticmethod
+    def _merge(imported: dict[str, tuple[Any, list[str]]]) -> tuple[Any, dict[str, str]]:
+        """One IRModule with a function per case; a whole module stands alone as `main`."""
+        first = next(iter(imported.values()))[0]
+        if isinstance(first, tvm.IRModule):
+            return first, {case_id: "main" for case_id in imported}
+        merged, symbols = tvm.IRModule(), {}
+        for index, (case_id, (function, _)) in enumerate(imported.items()):
+            symbols[case_id] = f"case_{index}"
+            merged[symbols[case_id]] = function.with_attr("global_symbol", symbols[case_id])
+        return merged, symbols
+
+    def _runner(self, vm: Any, symbol: str, names: list[str]) -> Runner:
+        device = self.backend.device()
+
+        def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            # asarray keeps a 0-d input 0-d (ascontiguousarray makes it 1-d)
+            args = [tvm.runtime.tensor(np.asarray(feeds[n], order="C"), device) for n in names]
+            return list(flatten_outputs(vm[symbol](*args)))
+
+        return run

@@ -1,1 +1,180 @@
-"""runner."""
+"""Runs cases in worker processes: a crashing or hanging kernel costs one case, not the run.
+
+A worker takes a batch, prepares it (one TVM build for the whole batch), then runs its cases
+one by one, announcing each before it starts. The parent watches deadlines and deaths: a
+worker that dies or overruns while running a case marks that case crash or timeout, and the
+rest of its batch goes back to the queue; one that dies or overruns while preparing has its
+batch halved until the culprit stands alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from xpuport.conformance.cases import Case
+from xpuport.conformance.evaluate import Outcome
+
+OnOutcome = Callable[[Case, Outcome], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    jobs: int = 1
+    timeout: float = 120.0  # seconds one case may run; preparing a batch gets twice that
+    batch_size: int = 32
+
+
+def worker_main(conn: Connection, backend_name: str, profile_name: str) -> None:
+    """A worker's loop: receive a batch, prepare it, run its cases, until told to stop."""
+    from xpuport.api import resolve_profile  # heavy imports happen in the worker
+    from xpuport.backends.registry import get_backend
+    from xpuport.conformance.engines import engine_for
+    from xpuport.conformance.evaluate import evaluate
+
+    backend = get_backend(backend_name)
+    engine = engine_for(backend, resolve_profile(backend, profile_name))
+    while True:
+        try:
+            batch: list[Case] | None = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if batch is None:
+            return
+        conn.send(("prepare", None))
+        runners, errors = engine.prepare(batch)
+        for case in batch:
+            if case.case_id in errors:
+                conn.send(("outcome", Outcome(case.case_id, "error", message=errors[case.case_id])))
+                continue
+            conn.send(("start", case.case_id))
+            conn.send(("outcome", evaluate(case, runners[case.case_id])))
+        conn.send(("done", None))
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    pending: dict[str, Case] = field(default_factory=dict)  # sent, not yet reported
+    phase: str = "idle"  # idle, prepare, run
+    current: str | None = None
+    since: float = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.phase != "idle"
+
+
+class Runner:
+    """The parent side: dispatches batches, streams outcomes, turns deaths into results."""
+
+    def __init__(self, backend: str, profile: str, options: RunOptions,
+                 on_outcome: OnOutcome) -> None:
+        self.backend, self.profile, self.options = backend, profile, options
+        self.on_outcome = on_outcome
+        self.context = multiprocessing.get_context("spawn")  # TVM's threads forbid fork
+        self.queue: deque[list[Case]] = deque()
+        self.workers: list[_Worker] = []
+
+    def run(self, cases: Sequence[Case]) -> None:
+        size = self.options.batch_size
+        self.queue.extend(list(cases[i:i + size]) for i in range(0, len(cases), size))
+        self.workers = [self._spawn() for _ in range(max(1, min(self.options.jobs,
+                                                                len(self.queue))))]
+        try:
+            while self.queue or any(w.busy for w in self.workers):
+                self._dispatch()
+                self._collect()
+                self._check_deadlines()
+        finally:
+            self._stop_all()
+
+    def _spawn(self) -> _Worker:
+        parent, child = self.context.Pipe()
+        process = self.context.Process(target=worker_main, daemon=True,
+                                       args=(child, self.backend, self.profile))
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def _dispatch(self) -> None:
+        for worker in self.workers:
+            if not worker.busy and self.queue:
+                batch = self.queue.popleft()
+                worker.pending = {case.case_id: case for case in batch}
+                worker.phase, worker.current, worker.since = "prepare", None, time.monotonic()
+                worker.conn.send(batch)
+
+    def _collect(self) -> None:
+        busy = {w.conn: w for w in self.workers if w.busy}
+        for conn in wait(list(busy), timeout=0.2):
+            worker = busy[conn]  # type: ignore[index]  # wait() returns what it was given
+            try:
+                while worker.busy and worker.conn.poll():
+                    self._handle(worker, *worker.conn.recv())
+            except (EOFError, ConnectionResetError):
+                worker.process.join(timeout=5)
+                self._lost(worker, "crash", _death(worker.process))
+
+    def _handle(self, worker: _Worker, kind: str, payload: Any) -> None:
+        if kind == "start":
+            worker.phase, worker.current, worker.since = "run", payload, time.monotonic()
+        elif kind == "outcome":
+            case = worker.pending.pop(payload.case)
+            self.on_outcome(case, payload)
+        elif kind == "done":
+            worker.phase, worker.current = "idle", None
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for worker in self.workers:
+            limit = self.options.timeout * (2 if worker.phase == "prepare" else 1)
+            if worker.busy and now - worker.since > limit:
+                worker.process.kill()
+                worker.process.join(timeout=5)
+                self._lost(worker, "timeout", f"no result after {limit:g} s")
+
+    def _lost(self, worker: _Worker, status: str, message: str) -> None:
+        """Attribute a dead or killed worker's loss, requeue the rest, replace the worker."""
+        pending = list(worker.pending.values())
+        if worker.phase == "run" and worker.current in worker.pending:
+            culprit = worker.pending.pop(worker.current)
+            self.on_outcome(culprit, Outcome(culprit.case_id, status, message=message))
+            pending = list(worker.pending.values())
+            if pending:
+                self.queue.appendleft(pending)
+        elif len(pending) == 1:
+            what = "while preparing it"
+            self.on_outcome(pending[0], Outcome(pending[0].case_id, status,
+                                                message=f"{message} {what}"))
+        elif pending:
+            half = len(pending) // 2
+            self.queue.extendleft([pending[half:], pending[:half]])
+        worker.conn.close()
+        self.workers[self.workers.index(worker)] = self._spawn()
+
+    def _stop_all(self) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(OSError):  # a dead worker's pipe is closed
+                worker.conn.send(None)
+        deadline = time.monotonic() + 5
+        for worker in self.workers:
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+
+
+def _death(process: BaseProcess) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        return f"worker killed by {signal.Signals(-code).name}"
+    return f"worker exited with code {code}"

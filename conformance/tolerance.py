@@ -105,6 +105,8 @@ def measure(actual: np.ndarray, golden: np.ndarray, dtype: str, tol: Tolerance) 
                       f"dtype {actual.dtype} != expected {dtype}")
     if actual.size == 0:
         return Errors(0.0, 0.0, 0.0, 0.0)
+    if actual.dtype.kind in "OSU":  # strings: equal or not
+        return Errors(0.0, 0.0, 0.0, float(np.mean(actual != golden)))
     if not is_float(dtype):
         wrong = actual != golden
         diff = np.abs(actual.astype(np.float64) - golden.astype(np.float64))
@@ -121,8 +123,8 @@ def _measure_float(actual: np.ndarray, golden: np.ndarray, dtype: str, tol: Tole
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.where(finite, np.abs(actual - golden), 0.0)
     bad = ~special & ~finite  # nan or inf on one side only, or infinities of opposite sign
-    bad |= finite & (diff > tol.atol + tol.rtol * np.abs(golden))
     with np.errstate(divide="ignore", invalid="ignore"):
+        bad |= finite & (diff > tol.atol + tol.rtol * np.abs(golden))
         rel = np.where(finite, diff / np.maximum(np.abs(golden), _tiny(dtype)), 0.0)
         ulp = np.where(finite, diff / ulp_of(golden, dtype), 0.0)
     unmatched = bool((~special & ~finite).any())

@@ -18,6 +18,7 @@ import tvm
 from tvm import relax
 
 import xpuport
+from xpuport.backends.base import TvmBackend
 from xpuport.errors import ArtifactError, DeviceUnavailableError
 from xpuport.ir.inspect import TensorSpec
 from xpuport.lowering.signature import check_inputs
@@ -190,6 +191,11 @@ class Artifact:
         from xpuport.backends.registry import get_backend
 
         backend = get_backend(self.backend_name)
+        if not isinstance(backend, TvmBackend):
+            raise ArtifactError(
+                f"{self.path} names backend '{self.backend_name}', which is not a TVM backend",
+                "recompile the model with `xpuport compile` for a TVM backend",
+            )
         if not backend.is_available():
             raise DeviceUnavailableError(
                 f"{self.path} was built for backend '{self.backend_name}', whose device is "
@@ -205,17 +211,17 @@ class Artifact:
         check_inputs(self.inputs, inputs)
         vm = self._vm
         args = [
-            tvm.runtime.tensor(np.ascontiguousarray(inputs[s.name]), self._device)
+            tvm.runtime.tensor(np.asarray(inputs[s.name], order="C"), self._device)
             for s in self.inputs
         ]
         result = vm["main"](*args)
-        flat = list(_flatten(result))
+        flat = list(flatten_outputs(result))
         return {spec.name: array for spec, array in zip(self.outputs, flat, strict=True)}
 
 
-def _flatten(value: Any) -> Iterator[np.ndarray]:
+def flatten_outputs(value: Any) -> Iterator[np.ndarray]:
     if hasattr(value, "numpy"):
         yield value.numpy()
     else:
         for item in value:
-            yield from _flatten(item)
+            yield from flatten_outputs(item)

@@ -8,7 +8,7 @@ import onnx
 import onnx_ir as ir
 import tvm
 
-from xpuport.backends.base import Backend, CompileOptions
+from xpuport.backends.base import Backend, CompileOptions, TvmBackend
 from xpuport.errors import CompileError, UnsupportedOpError
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.lowering.to_relax import to_relax
@@ -32,11 +32,17 @@ def check_support(model: onnx.ModelProto, backend: Backend, profile: HardwarePro
 
 
 def build(
-    model: onnx.ModelProto, backend: Backend, profile: HardwareProfile, options: CompileOptions
+    model: onnx.ModelProto, backend: TvmBackend, profile: HardwareProfile, options: CompileOptions
 ) -> Any:
     """Lower the canonical `model` for `backend`; returns TVM's VM executable."""
     check_support(model, backend, profile)
-    module = to_relax(model)
+    return lower(to_relax(model), backend, profile, options)
+
+
+def lower(
+    module: Any, backend: TvmBackend, profile: HardwareProfile, options: CompileOptions
+) -> Any:
+    """Run the backend's passes and TVM's pipeline on a Relax IRModule; build it."""
     target = backend.target(profile)
     try:
         with tvm.transform.PassContext(opt_level=options.opt_level), target:
@@ -44,7 +50,7 @@ def build(
             # No relax_pipeline argument: TVM then picks the target's default pipeline
             # (GPU targets need its dlight schedules; "default" would build host code only).
             return tvm.compile(module, target=target)
-    except tvm.error.TVMError as exc:
+    except Exception as exc:  # TVM 0.27 raises builtin types and its own; all mean 'failed'
         raise CompileError(
             f"TVM failed to build for {target}: {str(exc).strip().splitlines()[0]}",
             "set TVM_BACKTRACE=1 for TVM's trace, and report it with `xpuport inspect` output",

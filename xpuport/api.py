@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from xpuport.backends.base import Backend, CompileOptions
+from xpuport.backends.base import Backend, CompileOptions, TvmBackend
 from xpuport.backends.registry import get_backend
 from xpuport.cache import CompileCache, compile_key
-from xpuport.errors import ProfileError
+from xpuport.errors import CompileError, ProfileError
 from xpuport.hw_profiles import HardwareProfile, load_profile
 from xpuport.ir.canonicalize import canonicalize
 from xpuport.ir.export import export_module
@@ -77,6 +77,12 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     step("load")
     model = load_model(model_path)
     backend_impl = get_backend(backend)
+    if not isinstance(backend_impl, TvmBackend):
+        raise CompileError(
+            f"backend '{backend}' runs ONNX graphs in its own engine and builds no artifact",
+            "compile for a TVM backend (see `xpuport backends`); use this one as a reference "
+            f"through `xpuport conform --backend {backend}`",
+        )
     resolved = resolve_profile(backend_impl, profile)
     source_hash = graph_hash(model)
     backend_key = backend_impl.cache_key(resolved)

@@ -389,5 +389,9 @@ def bench(
     out.print(table)
 
 
+# Registers `conform` and `report` on `app`; imported here so that `main` sees them.
+from xpuport import cli_conform  # noqa: E402, F401
+
+
 def main() -> None:
     app()

@@ -1,0 +1,167 @@
+"""Conformance runs end to end: crashing and hanging kernels, SIGKILL and --resume, the CLI."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from xpuport.api import resolve_profile
+from xpuport.backends import registry
+from xpuport.conformance.conform import ConformRequest, conform, suite_cases
+from xpuport.conformance.results import RESULTS_FILE, read_results
+from xpuport.conformance.runner import RunOptions
+from xpuport.hw_profiles.profile import PROFILE_PATH_ENV
+
+# A plugin package installed as a dist-info folder, so spawned workers find it too. Its
+# sessions crash (SIGSEGV) on one case, hang on another, and may sleep before each run.
+PLUGIN = '''
+import os, signal, time
+from xpuport.backends.ort import OrtBackend
+
+class _Session:
+    def __init__(self, inner, name):
+        self.inner, self.name = inner, name
+
+    def run(self, outputs, feeds):
+        time.sleep(float(os.environ.get("CRASHY_DELAY", "0")))
+        if self.name == os.environ.get("CRASHY_SEGV"):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if self.name == os.environ.get("CRASHY_HANG"):
+            time.sleep(3600)
+        return self.inner.run(outputs, feeds)
+
+class CrashyBackend(OrtBackend):
+    name = "crashy"
+
+    def default_profile(self):
+        return "test/crashy"
+
+    def session(self, model, profile):
+        import onnx
+        return _Session(super().session(model, profile), onnx.load_from_string(model).graph.name)
+'''
+PROFILE = '''
+vendor = "test"
+device = "a backend that crashes on purpose"
+backend = "crashy"
+status = "simulated"
+arch = "host"
+dtypes = ["float32", "int64", "bool"]
+
+[target]
+kind = "onnxruntime"
+
+[sources]
+arch = "https://onnxruntime.ai"
+'''
+
+
+@pytest.fixture
+def crashy(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    (site / "crashy_plugin-1.0.dist-info").mkdir(parents=True)
+    (site / "crashy_plugin-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: crashy-plugin\nVersion: 1.0\n")
+    (site / "crashy_plugin-1.0.dist-info" / "entry_points.txt").write_text(
+        "[xpuport.backends]\ncrashy = crashy_plugin:CrashyBackend\n")
+    (site / "crashy_plugin.py").write_text(textwrap.dedent(PLUGIN))
+    (tmp_path / "profiles" / "test").mkdir(parents=True)
+    (tmp_path / "profiles" / "test" / "crashy.toml").write_text(PROFILE)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), *sys.path]))
+    monkeypatch.setenv(PROFILE_PATH_ENV, str(tmp_path / "profiles"))
+    registry.discover.cache_clear()
+    yield registry.get_backend("crashy")
+    registry.discover.cache_clear()
+
+
+def _run(backend, out, ops, timeout=120.0):
+    profile = resolve_profile(backend, None)
+    request = ConformRequest(backend.name, out, profile.name, "ops", ops, ("float32",),
+                             options=RunOptions(jobs=2, timeout=timeout, batch_size=4))
+    return {r.case: r for r in conform(request, backend, profile)}
+
+
+def test_a_crashing_and_a_hanging_kernel_cost_one_case_each(crashy, tmp_path, monkeypatch):
+    monkeypatch.setenv("CRASHY_SEGV", "Sqrt.float32.tensor")
+    monkeypatch.setenv("CRASHY_HANG", "Add.float32.same_shape")
+    ops = ("Add", "Sqrt")
+    results = _run(crashy, tmp_path / "run", ops, timeout=8.0)
+    assert results["Sqrt.float32.tensor"].status == "crash"
+    assert "SIGSEGV" in results["Sqrt.float32.tensor"].message
+    assert results["Add.float32.same_shape"].status == "timeout"
+    others = {c: r.status for c, r in results.items()
+              if c not in ("Sqrt.float32.tensor", "Add.float32.same_shape")}
+    assert others and set(others.values()) == {"pass"}, others
+    expected = {case.case_id for case in suite_cases("ops", ops, ("float32",))}
+    assert set(results) == expected
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from xpuport.cli import main; main()", *args]
+
+
+def _case_ids(out: Path) -> list[str]:
+    lines = (out / RESULTS_FILE).read_text().splitlines()
+    return [json.loads(line)["case"] for line in lines if line.endswith("}")]
+
+
+def test_sigkill_then_resume_finishes_without_repeating_a_case(crashy, tmp_path, monkeypatch):
+    monkeypatch.setenv("CRASHY_DELAY", "0.3")
+    out = tmp_path / "run"
+    args = ["conform", "--backend", "crashy", "--ops", "Add,Sqrt,Exp", "--dtypes", "float32",
+            "--out", str(out), "-j", "1"]
+    first = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and first.poll() is None:
+        if (out / RESULTS_FILE).exists() and len(_case_ids(out)) >= 4:
+            break
+        time.sleep(0.1)
+    assert first.poll() is None, f"the run ended before it could be killed: {first.stderr}"
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    done_before = _case_ids(out)
+    expected = {c.case_id for c in suite_cases("ops", ("Add", "Sqrt", "Exp"), ("float32",))}
+    assert 4 <= len(done_before) < len(expected)
+
+    monkeypatch.setenv("CRASHY_DELAY", "0")
+    second = subprocess.run(_cli(*args, "--resume"), capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    ids = _case_ids(out)
+    repeated = [case for case, n in collections.Counter(ids).items() if n > 1]
+    assert not repeated
+    assert set(ids) == expected
+    assert ids[: len(done_before)] == done_before
+    assert {r.status for r in read_results(out / RESULTS_FILE)} == {"pass"}
+    for name in ("report.json", "report.md", "report.html"):
+        assert (out / name).is_file()
+
+
+def test_a_second_run_into_the_same_folder_is_refused(crashy, tmp_path):
+    out = tmp_path / "run"
+    _run(crashy, out, ("Sqrt",))
+    result = subprocess.run(
+        _cli("conform", "--backend", "crashy", "--ops", "Sqrt", "--out", str(out)),
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--resume" in result.stderr
+
+
+def test_resume_refuses_another_backend(crashy, tmp_path):
+    out = tmp_path / "run"
+    _run(crashy, out, ("Sqrt",))
+    result = subprocess.run(
+        _cli("conform", "--backend", "ort", "--ops", "Sqrt", "--out", str(out), "--resume"),
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "backend 'crashy'" in result.stderr
