@@ -151,4 +151,6 @@ def _short(value: Any) -> Any:
         return f"tensor{list(value.dims)}"
     if isinstance(value, list):
         return [_short(v) for v in value][:16]
-    return value
+    if isinstance(value, int | float | str | bool):
+        return value
+    return type(value).__name__  # a subgraph, a sparse tensor, a type proto
