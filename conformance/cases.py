@@ -108,7 +108,11 @@ def _with_inferred_outputs(
         raise SpecError(f"case {case_id}: ONNX infers no type for outputs {missing}",
                         "give the sample inputs whose types determine the outputs")
     model.graph.output.extend(known[name] for name in outputs)
-    onnx.checker.check_model(model, full_check=True)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise SpecError(f"case {case_id} is not a valid ONNX node: {_first_line(exc)}",
+                        "fix the sample's attributes in conformance/ops/") from exc
     return model
 
 

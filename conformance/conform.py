@@ -31,6 +31,7 @@ from xpuport.hw_profiles.profile import KNOWN_DTYPES
 from xpuport.lowering.artifact import environment_versions
 
 SUITES = ("ops", "onnx", "models")
+WORKER_LOG = "workers.log"  # what TVM and the backend print, kept out of the terminal
 OnResult = Callable[[CaseResult], None]
 
 
@@ -174,5 +175,6 @@ def conform(request: ConformRequest, backend: Backend, profile: HardwareProfile,
             record(case, Outcome(case.case_id, "unsupported", message=reason))
         else:
             runnable.append(case)
-    Runner(backend.name, profile.name, request.options, record).run(runnable)
+    Runner(backend.name, profile.name, request.options, record,
+           request.out / WORKER_LOG).run(runnable)
     return read_results(request.out / RESULTS_FILE)

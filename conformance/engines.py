@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import ml_dtypes
 import numpy as np
+import onnx
+import onnxruntime as ort
 import tvm
 from tvm import relax
 
@@ -68,9 +73,39 @@ class OrtEngine(Engine):
 
 def _ort_runner(session: Any) -> Runner:
     def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return [np.asarray(output) for output in session.run(None, feeds)]
+        values = {name: _to_ort(value) for name, value in feeds.items()}
+        return [_from_ort(output) for output in session.run_with_ort_values(None, values)]
 
     return run
+
+
+# onnxruntime's numpy bridge knows no ml_dtypes (bfloat16, float8, int4): such tensors cross
+# it as raw bits with their ONNX type stated.
+def _to_ort(value: np.ndarray) -> Any:
+    if value.dtype.kind != "V":
+        return ort.OrtValue.ortvalue_from_numpy(np.asarray(value, order="C"))
+    bits = np.asarray(value, order="C").view(f"uint{8 * value.dtype.itemsize}")
+    elem = onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
+    return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(bits, elem)
+
+
+def _from_ort(value: Any) -> np.ndarray:
+    name = value.data_type()[len("tensor("):-1]
+    dtype = _ML_DTYPES.get(name)
+    if dtype is None:
+        return np.asarray(value.numpy())
+    shape = tuple(value.shape())
+    if math.prod(shape) == 0:
+        return np.zeros(shape, dtype)
+    size = value.tensor_size_in_bytes()
+    raw = (ctypes.c_uint8 * size).from_address(value.data_ptr())
+    array: np.ndarray = np.frombuffer(raw, np.uint8).copy().view(dtype).reshape(shape)
+    return array
+
+
+_ML_DTYPES = {"bfloat16": np.dtype(ml_dtypes.bfloat16),
+              "float8e4m3fn": np.dtype(ml_dtypes.float8_e4m3fn),
+              "float8e5m2": np.dtype(ml_dtypes.float8_e5m2)}
 
 
 class TvmEngine(Engine):

@@ -62,8 +62,12 @@ def _read(path: Path, backend: str) -> list[Expectation]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ExpectationsError(f"cannot read expectations {path}: {exc}",
                                 "give a TOML file of [[expect]] tables") from exc
+    tables = data.get("expect", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ExpectationsError(f"{path}: `expect` is not an array of tables",
+                                "write each entry as an [[expect]] table")
     entries = []
-    for number, raw in enumerate(data.get("expect", []), start=1):
+    for number, raw in enumerate(tables, start=1):
         entry = _entry(path, number, raw, backend)
         if entry.backend == backend:
             entries.append(entry)

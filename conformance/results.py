@@ -86,11 +86,12 @@ def read_results(path: Path) -> list[CaseResult]:
     if not path.is_file():
         raise ResultsError(f"{path} does not exist", "point at the --out folder of a conform run")
     by_case: dict[str, CaseResult] = {}
-    for number, line in enumerate(_lines(path), start=1):
+    last = _last_number(path)
+    for number, line in _lines(path):
         try:
             result = CaseResult.from_json(json.loads(line))
-        except (json.JSONDecodeError, TypeError, ValueError) as exc:
-            if number == _count_lines(path) and not path.read_bytes().endswith(b"\n"):
+        except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+            if number == last and not path.read_bytes().endswith(b"\n"):
                 break  # the torn last line of a killed run
             raise ResultsError(f"{path}:{number} is not a case result: {exc}",
                                "remove that line, or rerun the cases with --resume") from exc
@@ -98,13 +99,14 @@ def read_results(path: Path) -> list[CaseResult]:
     return list(by_case.values())
 
 
-def _lines(path: Path) -> Iterator[str]:
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The non-blank lines with their numbers in the file (blank lines count)."""
     with path.open(encoding="utf-8") as handle:
-        yield from (line for line in handle if line.strip())
+        yield from ((n, line) for n, line in enumerate(handle, start=1) if line.strip())
 
 
-def _count_lines(path: Path) -> int:
-    return sum(1 for _ in _lines(path))
+def _last_number(path: Path) -> int:
+    return max((number for number, _ in _lines(path)), default=0)
 
 
 def read_run(folder: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import signal
 import time
 from collections import deque
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from xpuport.conformance.cases import Case
@@ -33,8 +35,13 @@ class RunOptions:
     batch_size: int = 32
 
 
-def worker_main(conn: Connection, backend_name: str, profile_name: str) -> None:
+def worker_main(conn: Connection, backend_name: str, profile_name: str,
+                log_path: str | None = None) -> None:
     """A worker's loop: receive a batch, prepare it, run its cases, until told to stop."""
+    if log_path is not None:  # TVM's and the kernels' own chatter goes to the run's log
+        log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
     from xpuport.api import resolve_profile  # heavy imports happen in the worker
     from xpuport.backends.registry import get_backend
     from xpuport.conformance.engines import engine_for
@@ -78,8 +85,9 @@ class Runner:
     """The parent side: dispatches batches, streams outcomes, turns deaths into results."""
 
     def __init__(self, backend: str, profile: str, options: RunOptions,
-                 on_outcome: OnOutcome) -> None:
+                 on_outcome: OnOutcome, log_path: Path | None = None) -> None:
         self.backend, self.profile, self.options = backend, profile, options
+        self.log_path = str(log_path) if log_path is not None else None
         self.on_outcome = on_outcome
         self.context = multiprocessing.get_context("spawn")  # TVM's threads forbid fork
         self.queue: deque[list[Case]] = deque()
@@ -101,7 +109,8 @@ class Runner:
     def _spawn(self) -> _Worker:
         parent, child = self.context.Pipe()
         process = self.context.Process(target=worker_main, daemon=True,
-                                       args=(child, self.backend, self.profile))
+                                       args=(child, self.backend, self.profile,
+                                             self.log_path))
         process.start()
         child.close()
         return _Worker(process, parent)

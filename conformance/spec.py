@@ -118,7 +118,8 @@ class Values:
         return self.cast(np.array(values, dtype=np.float64))
 
     def cast(self, values: ArrayLike) -> np.ndarray:
-        return np.asarray(values).astype(numpy_dtype(self.dtype))
+        with np.errstate(over="ignore"):  # overflow to ±inf is what an edge sample wants
+            return np.asarray(values).astype(numpy_dtype(self.dtype))
 
 
 SampleFn = Callable[[Values], Iterable[Sample]]

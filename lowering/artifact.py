@@ -220,8 +220,11 @@ class Artifact:
 
 
 def flatten_outputs(value: Any) -> Iterator[np.ndarray]:
+    """The VM's result as arrays: tensors, tuples of them, and shapes (Shape's int64 output)."""
     if hasattr(value, "numpy"):
         yield value.numpy()
+    elif isinstance(value, tvm.runtime.ShapeTuple):
+        yield np.asarray(list(value), dtype=np.int64)
     else:
         for item in value:
             yield from flatten_outputs(item)

@@ -52,6 +52,6 @@ def lower(
             return tvm.compile(module, target=target)
     except Exception as exc:  # TVM 0.27 raises builtin types and its own; all mean 'failed'
         raise CompileError(
-            f"TVM failed to build for {target}: {str(exc).strip().splitlines()[0]}",
+            f"TVM failed to build for {target.kind.name}: {str(exc).strip().splitlines()[0]}",
             "set TVM_BACKTRACE=1 for TVM's trace, and report it with `xpuport inspect` output",
         ) from exc

@@ -14,6 +14,7 @@ from rich.table import Table
 from xpuport.api import resolve_profile
 from xpuport.backends.registry import get_backend
 from xpuport.cli import JsonFlag, app, emit_json, err, out, reports_errors
+from xpuport.conformance.baseline import baseline_toml
 from xpuport.conformance.conform import SUITES, ConformRequest, conform, suite_cases
 from xpuport.conformance.report import diff, format_diff, summarize, write_reports
 from xpuport.conformance.results import (
@@ -129,6 +130,9 @@ def report_command(
     paths: Annotated[list[Path], typer.Argument(help="DIR, or: diff OLD NEW.")],
     html: Annotated[Path | None, typer.Option(help="Also write the HTML report here.")] = None,
     md: Annotated[Path | None, typer.Option(help="Also write the Markdown report here.")] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(help="Write the run's failures as an expectations TOML.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Rewrite a run's reports, or `report diff OLD NEW` (exit 1 on regressions)."""
@@ -146,6 +150,9 @@ def report_command(
             wanted.write_bytes(written[key].read_bytes())
             written[f"{key} copy"] = wanted
     results = read_results(folder / RESULTS_FILE)
+    if baseline is not None:
+        baseline.write_text(baseline_toml(results, str(read_run(folder)["backend"])))
+        written["baseline"] = baseline
     if as_json:
         return emit_json(summarize(read_run(folder), results))
     _print_summary(results, folder, written)
