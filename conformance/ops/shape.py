@@ -143,6 +143,18 @@ def eye_like(v: Values) -> Iterator[Sample]:
     yield Sample("tall_negative_k", (v(5, 3),), {"k": -2})
 
 
+def constant(v: Values) -> Iterator[Sample]:
+    yield Sample("tensor", (), {"value": numpy_helper.from_array(v(3, 4), "value")})
+    yield Sample("scalar", (), {"value": numpy_helper.from_array(v(), "value")})
+
+
+def dropout(v: Values) -> Iterator[Sample]:
+    """Inference: the identity, whatever the ratio, as exported eval-mode models hold it."""
+    yield Sample("inference", (v(3, 4, 5),), {"seed": 0})
+    yield Sample("ratio_not_training", (v(2, 6), Const(np.array(0.5, np.float32)),
+                                        Const(np.array(False))))
+
+
 def exact(op: str, fn: SampleFn, dtypes: tuple[str, ...] = DATA) -> OpSpec:
     return OpSpec(op, first_sample(fn), dtypes, kind="exact")
 
@@ -162,6 +174,8 @@ SPECS = (
     exact("Shape", shape),
     exact("Size", any_tensor),
     exact("Identity", any_tensor),
+    exact("Constant", constant),
+    exact("Dropout", dropout, ("float32", "float16", "bfloat16")),
     exact("ConstantOfShape", constant_of_shape),
     exact("Range", range_, ("float32", "int32", "int64")),
     exact("Trilu", trilu),

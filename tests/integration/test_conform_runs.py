@@ -31,13 +31,13 @@ class _Session:
     def __init__(self, inner, name):
         self.inner, self.name = inner, name
 
-    def run(self, outputs, feeds):
+    def run_with_ort_values(self, outputs, feeds):
         time.sleep(float(os.environ.get("CRASHY_DELAY", "0")))
         if self.name == os.environ.get("CRASHY_SEGV"):
             os.kill(os.getpid(), signal.SIGSEGV)
         if self.name == os.environ.get("CRASHY_HANG"):
             time.sleep(3600)
-        return self.inner.run(outputs, feeds)
+        return self.inner.run_with_ort_values(outputs, feeds)
 
 class CrashyBackend(OrtBackend):
     name = "crashy"
@@ -165,3 +165,41 @@ def test_resume_refuses_another_backend(crashy, tmp_path):
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "backend 'crashy'" in result.stderr
+
+
+def test_the_pytest_plugin_runs_the_suite_for_a_backend(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--pyargs", "xpuport.conformance", "-q",
+         "-p", "no:cacheprovider", "--xpuport-backend=ort", "--xpuport-ops=Add,Relu",
+         "--xpuport-dtypes=float32,int64", f"--xpuport-out={out}", "-rs"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = suite_cases("ops", ("Add", "Relu"), ("float32", "int64"))
+    declined = [c for c in expected if c.op == "Relu" and c.dtype == "int64"]
+    assert declined
+    assert f"{len(expected) - len(declined)} passed, {len(declined)} skipped" in result.stdout
+    assert "unsupported: Relu" in result.stdout  # onnxruntime has no int64 Relu kernel
+    assert (out / "report.html").is_file()
+
+
+def test_the_pytest_plugin_without_a_backend_skips_with_the_reason(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--pyargs", "xpuport.conformance", "-q", "-rs",
+         "-p", "no:cacheprovider"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pass --xpuport-backend=NAME" in result.stdout
+
+
+def test_report_diff_exits_1_on_a_regression(crashy, tmp_path, monkeypatch):
+    old, new = tmp_path / "old", tmp_path / "new"
+    _run(crashy, old, ("Sqrt",))
+    monkeypatch.setenv("CRASHY_SEGV", "Sqrt.float32.tensor")
+    _run(crashy, new, ("Sqrt",))
+    result = subprocess.run(_cli("report", "diff", str(old), str(new)), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Sqrt.float32.tensor" in result.stdout
+    same = subprocess.run(_cli("report", "diff", str(old), str(old)), capture_output=True,
+                          text=True, timeout=120)
+    assert same.returncode == 0, same.stdout + same.stderr
