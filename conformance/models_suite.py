@@ -45,7 +45,7 @@ def model_cases(names: Sequence[str] = ()) -> Iterator[Case]:
         if names and name not in names:
             continue
         with tempfile.TemporaryDirectory() as folder:
-            path = export_module(load_factory(factory)(), [TensorSpec("x", shape, "float32")],
+            path = export_module(load_factory(factory), [TensorSpec("x", shape, "float32")],
                                  Path(folder) / f"{name}.onnx")
             model = canonicalize(load_model(path))
         feeds = {"x": np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)}
