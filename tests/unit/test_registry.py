@@ -11,7 +11,7 @@ from importlib.metadata import entry_points as real_entry_points
 import pytest
 
 from xpuport.backends import registry
-from xpuport.backends.base import API_VERSION, Backend, CompileOptions, Support
+from xpuport.backends.base import API_VERSION, Backend, CompileOptions, Support, TvmBackend
 from xpuport.backends.cpu import CpuBackend
 from xpuport.errors import PluginError, UnknownBackendError, XpuportError
 
@@ -114,7 +114,7 @@ def test_validate_rejects_what_is_not_a_backend_class(loaded):
 
 
 def test_validate_rejects_an_abstract_subclass():
-    class Partial(Backend):
+    class Partial(TvmBackend):
         name = "partial"
 
         def default_profile(self):
