@@ -16,7 +16,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -63,7 +63,13 @@ def worker_main(conn: Connection, backend_name: str, profile_name: str,
                 conn.send(("outcome", Outcome(case.case_id, "error", message=errors[case.case_id])))
                 continue
             conn.send(("start", case.case_id))
-            conn.send(("outcome", evaluate(case, runners[case.case_id])))
+            outcome = evaluate(case, runners[case.case_id])
+            if outcome.status == "fail" and case.suite == "models":
+                from xpuport.conformance.localize import localize
+
+                where = localize(case, engine)
+                outcome = replace(outcome, message=f"{outcome.message} {where}".strip())
+            conn.send(("outcome", outcome))
         conn.send(("done", None))
 
 
