@@ -82,6 +82,8 @@ def _ort_runner(session: Any) -> Runner:
 # onnxruntime's numpy bridge knows no ml_dtypes (bfloat16, float8, int4): such tensors cross
 # it as raw bits with their ONNX type stated.
 def _to_ort(value: np.ndarray) -> Any:
+    if value.dtype.name in _PACKED:  # ml_dtypes keeps one per byte; onnxruntime packs them
+        raise TypeError(f"{value.dtype.name} tensors cannot cross onnxruntime's Python API")
     if value.dtype.kind != "V":
         return ort.OrtValue.ortvalue_from_numpy(np.asarray(value, order="C"))
     bits = np.asarray(value, order="C").view(f"uint{8 * value.dtype.itemsize}")
@@ -103,6 +105,7 @@ def _from_ort(value: Any) -> np.ndarray:
     return array
 
 
+_PACKED = frozenset({"int4", "uint4", "int2", "uint2", "float4_e2m1fn"})
 _ML_DTYPES = {"bfloat16": np.dtype(ml_dtypes.bfloat16),
               "float8e4m3fn": np.dtype(ml_dtypes.float8_e4m3fn),
               "float8e5m2": np.dtype(ml_dtypes.float8_e5m2)}

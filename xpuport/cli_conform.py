@@ -16,7 +16,7 @@ from xpuport.backends.registry import get_backend
 from xpuport.cli import JsonFlag, app, emit_json, err, out, reports_errors
 from xpuport.conformance.baseline import baseline_toml
 from xpuport.conformance.conform import SUITES, ConformRequest, conform, suite_cases
-from xpuport.conformance.report import diff, format_diff, summarize, write_reports
+from xpuport.conformance.report import diff, format_diff, pass_rate, summarize, write_reports
 from xpuport.conformance.results import (
     FAILURES,
     RESULTS_FILE,
@@ -100,6 +100,11 @@ def _print_summary(results: list[CaseResult], folder: Path, paths: dict[str, Pat
         if counts[status]:
             table.add_row(status, str(counts[status]))
     out.print(table)
+    rate = pass_rate(counts)
+    passed = counts["pass"] + counts["xpass"]
+    if rate is not None:
+        out.print(f"pass rate {rate:.1%}: {passed} of {len(results) - counts['unsupported']} "
+                  f"cases the backend takes ({passed / len(results):.1%} of all {len(results)})")
     failed = [r for r in results if r.status in FAILURES]
     if failed:
         shown = Table("case", "status", "max ulp", "message", title="unexpected failures")
