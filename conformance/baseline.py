@@ -33,7 +33,8 @@ def baseline_toml(results: Sequence[CaseResult], backend: str) -> str:
 
 
 def _entry(op: str, dtype: str, case: str | None, result: CaseResult) -> list[str]:
-    entry = ["", "[[expect]]", f"op = {json.dumps(op)}", f"dtype = {json.dumps(dtype)}"]
+    entry = ["", "[[expect]]", f"suite = {json.dumps(result.suite)}", f"op = {json.dumps(op)}",
+             f"dtype = {json.dumps(dtype)}"]
     if case is not None:
         entry.append(f"case = {json.dumps(case)}")
     entry += [f"kind = {json.dumps(result.status)}", f"reason = {json.dumps(observed(result))}"]

@@ -141,7 +141,7 @@ class Recorder:
         self.log, self.expectations, self.on_result = log, expectations, on_result
 
     def __call__(self, case: Case, outcome: Outcome) -> None:
-        expectation = self.expectations.find(case.op, case.dtype, case.case_id)
+        expectation = self.expectations.find(case.op, case.dtype, case.case_id, case.suite)
         status = outcome.status
         if status != "unsupported":
             status = apply(status, expectation)

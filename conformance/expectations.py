@@ -30,6 +30,7 @@ class Expectation:
     reason: str
     dtype: str | None = None  # None: every dtype of the op
     case: str | None = None  # None: every case of the op (and dtype)
+    suite: str | None = None  # None: every suite (ops, onnx, models)
 
     def to_json(self) -> dict[str, str]:
         return {"kind": self.kind, "reason": self.reason}
@@ -40,12 +41,13 @@ class Expectations:
 
     def __init__(self, entries: Iterable[Expectation]) -> None:
         self.entries = tuple(entries)
-        self._index = {(e.op, e.dtype, e.case): e for e in self.entries}
+        self._index = {(e.suite, e.op, e.dtype, e.case): e for e in self.entries}
 
-    def find(self, op: str, dtype: str, case: str) -> Expectation | None:
+    def find(self, op: str, dtype: str, case: str, suite: str = "ops") -> Expectation | None:
         for key in ((op, dtype, case), (op, None, case), (op, dtype, None), (op, None, None)):
-            if key in self._index:
-                return self._index[key]
+            for scope in (suite, None):
+                if (scope, *key) in self._index:
+                    return self._index[(scope, *key)]
         return None
 
 
@@ -83,12 +85,12 @@ def _entry(path: Path, number: int, raw: dict[str, str], backend: str) -> Expect
     if raw["kind"] not in FAILURES:
         raise ExpectationsError(f"{where}: kind '{raw['kind']}' is not one of {FAILURES}",
                                 "state the failing status the case is expected to have")
-    unknown = set(raw) - {"backend", "op", "dtype", "case", "kind", "reason"}
+    unknown = set(raw) - {"backend", "suite", "op", "dtype", "case", "kind", "reason"}
     if unknown:
         raise ExpectationsError(f"{where}: unknown keys {sorted(unknown)}",
-                                "use backend, op, dtype, case, kind and reason")
+                                "use backend, suite, op, dtype, case, kind and reason")
     return Expectation(raw.get("backend", backend), raw["op"], raw["kind"], raw["reason"],
-                       raw.get("dtype"), raw.get("case"))
+                       raw.get("dtype"), raw.get("case"), raw.get("suite"))
 
 
 def apply(status: str, expectation: Expectation | None) -> str:

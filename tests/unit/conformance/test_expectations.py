@@ -271,3 +271,11 @@ def test_builtin_and_extra_files_are_combined(tmp_path):
 
     assert combined.entries == (*builtin.entries, combined.entries[-1])
     assert combined.entries[-1].op == "Foo"
+
+
+def test_an_entry_scoped_to_a_suite_matches_that_suite_only(tmp_path):
+    path = _write(tmp_path, 'suite = "x"\n[[expect]]\nsuite = "ops"\nop = "Add"\nkind = "fail"\n'
+                  'reason = "seen in the ops suite only"\n'.replace('suite = "x"\n', ""))
+    expectations = load_expectations(BACKEND, [path])
+    assert expectations.find("Add", "float32", "Add.float32.a", "ops") is not None
+    assert expectations.find("Add", "float32", "test_add", "onnx") is None
