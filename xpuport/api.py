@@ -135,3 +135,31 @@ def _deliver(cached: Path, out: Path | None) -> Artifact:
 def load(path: str | Path) -> Artifact:
     """Open and verify an artifact directory written by `compile`."""
     return Artifact(path)
+
+
+def conform(
+    backend: str,
+    out: str | Path,
+    *,
+    profile: str | None = None,
+    suite: str = "ops",
+    ops: Sequence[str] = (),
+    dtypes: Sequence[str] = (),
+    jobs: int = 1,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Run a conformance suite on a backend into `out`; returns report.json's content."""
+    from xpuport.conformance.conform import ConformRequest
+    from xpuport.conformance.conform import conform as run_conformance
+    from xpuport.conformance.report import summarize, write_reports
+    from xpuport.conformance.results import read_run
+    from xpuport.conformance.runner import RunOptions
+
+    impl = get_backend(backend)
+    resolved = resolve_profile(impl, profile)
+    folder = Path(out)
+    request = ConformRequest(impl.name, folder, resolved.name, suite, tuple(ops), tuple(dtypes),
+                             resume, RunOptions(jobs=jobs))
+    results = run_conformance(request, impl, resolved)
+    write_reports(folder)
+    return summarize(read_run(folder), results)

@@ -203,3 +203,28 @@ def test_report_diff_exits_1_on_a_regression(crashy, tmp_path, monkeypatch):
     same = subprocess.run(_cli("report", "diff", str(old), str(old)), capture_output=True,
                           text=True, timeout=120)
     assert same.returncode == 0, same.stdout + same.stderr
+
+
+def test_the_api_runs_a_suite_and_returns_the_summary(tmp_path):
+    import xpuport
+
+    summary = xpuport.conform("ort", tmp_path / "run", ops=["Sqrt"], dtypes=["float32"])
+    assert summary["counts"]["pass"] == len(suite_cases("ops", ("Sqrt",), ("float32",)))
+    assert summary["green"]
+
+
+def test_an_unknown_op_is_named_with_the_fix(tmp_path):
+    result = subprocess.run(_cli("conform", "--backend", "ort", "--ops", "Add,NoSuchOp",
+                                 "--out", str(tmp_path / "run")),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "NoSuchOp" in result.stderr and "--list" in result.stderr
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_list_shows_the_ops_and_their_dtypes():
+    result = subprocess.run(_cli("conform", "--backend", "ort", "--list", "--ops", "MatMul",
+                                 "--json"), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)) == {"MatMul"}
+    assert "bfloat16" in json.loads(result.stdout)["MatMul"]
