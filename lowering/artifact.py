@@ -23,10 +23,11 @@ from xpuport.errors import ArtifactError, DeviceUnavailableError
 from xpuport.ir.inspect import TensorSpec
 from xpuport.lowering.signature import check_inputs
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: placement.json
 MANIFEST = "manifest.json"
 LIBRARY = "model.so"
 GRAPH = "graph.onnx"
+PLACEMENT = "placement.json"  # every node: its region, device or host, and why
 
 
 def environment_versions() -> dict[str, str]:
@@ -72,12 +73,17 @@ def _is_artifact_or_empty(path: Path) -> bool:
 
 
 def write_artifact(
-    staging: Path, executable: Any, graph_bytes: bytes, fields: dict[str, Any]
+    staging: Path,
+    executable: Any,
+    graph_bytes: bytes,
+    placement: dict[str, Any],
+    fields: dict[str, Any],
 ) -> None:
-    """Write library, graph and manifest (with every file's digest) into `staging`."""
+    """Write library, graph, placement and manifest (with every file's digest) into `staging`."""
     executable.export_library(str(staging / LIBRARY))
     (staging / GRAPH).write_bytes(graph_bytes)
-    files = {name: file_digest(staging / name) for name in (LIBRARY, GRAPH)}
+    (staging / PLACEMENT).write_text(json.dumps(placement, indent=2) + "\n")
+    files = {name: file_digest(staging / name) for name in (LIBRARY, GRAPH, PLACEMENT)}
     manifest = {
         "format_version": FORMAT_VERSION,
         "versions": environment_versions(),

@@ -27,7 +27,8 @@ def check_support(model: onnx.ModelProto, backend: Backend, profile: HardwarePro
         raise UnsupportedOpError(
             f"backend '{backend.name}' with profile '{profile.name}' declines "
             f"{len(declined)} node(s):\n    {shown}{more}",
-            "use a profile that supports these ops/dtypes, or change the model",
+            "see every node's placement with `xpuport inspect MODEL --backend "
+            f"{backend.name}`; use a profile that supports these ops/dtypes, or change the model",
         )
 
 

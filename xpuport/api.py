@@ -24,6 +24,7 @@ from xpuport.lowering.artifact import (
     staged_directory,
     write_artifact,
 )
+from xpuport.lowering.partition import partition
 from xpuport.lowering.pipeline import build
 
 StepCallback = Callable[[str], None]
@@ -95,6 +96,7 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     step("canonicalize")
     canonical = canonicalize(model, inline_functions=opts.inline_functions)
     summary = summarize(canonical)
+    placement = partition(canonical, backend_impl, resolved)
     step("build")
     started = time.perf_counter()
     executable = build(canonical, backend_impl, resolved, opts)
@@ -113,7 +115,8 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     step("write")
     destination = out if out is not None else (cache.root / key if cache else Path())
     with staged_directory(destination) as staging:
-        write_artifact(staging, executable, canonical.SerializeToString(), fields)
+        write_artifact(staging, executable, canonical.SerializeToString(),
+                       placement.to_json(), fields)
         if cache is not None:
             cache.store(key, staging)
         if out is not None:

@@ -18,8 +18,9 @@ from rich.table import Column, Table
 
 from xpuport import api
 from xpuport.backends.base import CompileOptions
-from xpuport.backends.registry import discover
+from xpuport.backends.registry import discover, get_backend
 from xpuport.benchmarks.harness import measure, ratio
+from xpuport.cli_render import print_placement
 from xpuport.compare import DEFAULT_ATOL, DEFAULT_RTOL, compare, onnxruntime_session, run_peer
 from xpuport.errors import ExportError, InputError, ToleranceExceededError, XpuportError
 from xpuport.hw_profiles import list_profiles
@@ -28,6 +29,7 @@ from xpuport.ir.canonicalize import canonicalize, default_opset
 from xpuport.ir.export import export_module, load_factory
 from xpuport.ir.inspect import TensorSpec, summarize
 from xpuport.ir.load import load_model
+from xpuport.lowering.partition import partition
 
 app = typer.Typer(
     help="xpuport: lower ONNX models per accelerator through TVM, with proof.",
@@ -133,11 +135,20 @@ def parse_input_spec(text: str) -> TensorSpec:
 @reports_errors
 def inspect(
     model: Annotated[Path, typer.Argument(help="The .onnx file.")],
+    backend: Annotated[
+        str | None, typer.Option(help="Also show where each node would run on this backend.")
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="Hardware profile (with --backend).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show a model's canonical form: signature, op inventory, parameters, hash."""
+    """Show a model's canonical form: signature, op inventory, parameters, hash, placement."""
     loaded = load_model(model)
-    summary = summarize(canonicalize(loaded))
+    canonical = canonicalize(loaded)
+    summary = summarize(canonical)
+    placement = None
+    if backend is not None:
+        impl = get_backend(backend)
+        placement = partition(canonical, impl, api.resolve_profile(impl, profile))
     source_opset = default_opset(loaded)
     data = {
         "model": str(model),
@@ -151,6 +162,8 @@ def inspect(
         "parameter_bytes": summary.parameter_bytes,
         "graph_hash": summary.graph_hash,
     }
+    if placement is not None:
+        data["placement"] = placement.to_json()
     if as_json:
         return emit_json(data)
     out.print(
@@ -163,6 +176,8 @@ def inspect(
     for op, count in summary.op_counts:
         ops.add_row(op, str(count))
     out.print(ops)
+    if placement is not None:
+        print_placement(out, placement)
 
 
 def print_signature(inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> None:

@@ -97,6 +97,7 @@ def test_compile_then_cache_hit(model, tmp_path):
         "manifest.json",
         "model.so",
         "graph.onnx",
+        "placement.json",
     }
 
 

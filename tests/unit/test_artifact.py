@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 import xpuport
 from xpuport.backends.base import CompileOptions
 from xpuport.errors import ArtifactError, CompileError, InputError
-from xpuport.lowering.artifact import GRAPH, LIBRARY, MANIFEST, read_manifest
+from xpuport.lowering.artifact import GRAPH, LIBRARY, MANIFEST, PLACEMENT, read_manifest
 
 W = (np.arange(12, dtype=np.float32).reshape(3, 4) - 6) / 10
 B = np.array([1, -2, 3, -4], np.float32)
@@ -81,13 +81,14 @@ def _partials(folder: Path) -> list[str]:
 
 
 def test_artifact_layout_and_manifest(artifact_dir):
-    assert sorted(p.name for p in artifact_dir.iterdir()) == [GRAPH, MANIFEST, LIBRARY]
+    assert sorted(p.name for p in artifact_dir.iterdir()) == sorted(
+        [GRAPH, MANIFEST, LIBRARY, PLACEMENT])
     manifest = read_manifest(artifact_dir)
     assert manifest["backend"] == "cpu"
     assert manifest["profile"] == "generic/x86-64"
     assert manifest["inputs"] == [{"name": "x", "shape": [2, 3], "dtype": "float32"}]
     assert [spec["name"] for spec in manifest["outputs"]] == ["y", "r"]
-    assert set(manifest["files"]) == {GRAPH, LIBRARY}
+    assert set(manifest["files"]) == {GRAPH, LIBRARY, PLACEMENT}
     assert manifest["versions"]["xpuport"] == xpuport.__version__
 
 
@@ -208,7 +209,8 @@ def test_compile_replaces_an_existing_artifact(model_path, artifact_dir):
 
     artifact = xpuport.compile(model_path, output_dir=artifact_dir)
 
-    assert sorted(p.name for p in artifact_dir.iterdir()) == [GRAPH, MANIFEST, LIBRARY]
+    assert sorted(p.name for p in artifact_dir.iterdir()) == sorted(
+        [GRAPH, MANIFEST, LIBRARY, PLACEMENT])
     np.testing.assert_allclose(artifact.run({"x": _x()})["y"], _x() @ W + B, rtol=1e-5, atol=1e-6)
     assert _partials(artifact_dir.parent) == []
 

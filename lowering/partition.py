@@ -1,0 +1,98 @@
+"""Placement: every node of the canonical graph to a device or host region, with the reason.
+
+Regions alternate device, host, device... in one order. A node joins the earliest region of
+its own kind that comes no earlier than any of its producers' regions (and after those of
+the other kind), so regions are as large as the dependencies allow, and every edge runs from
+a region to itself or a later one: the region graph has no cycle and executes in order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import onnx
+import onnx_ir as ir
+
+from xpuport.backends.base import Backend
+from xpuport.hw_profiles import HardwareProfile
+
+Place = Literal["device", "host"]
+
+
+@dataclass(frozen=True)
+class NodePlacement:
+    node: str
+    op: str
+    region: int
+    place: Place
+    reason: str  # why the backend takes it ("supported") or what it declined
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Placement:
+    backend: str
+    profile: str
+    nodes: tuple[NodePlacement, ...]
+
+    @property
+    def fallback(self) -> tuple[NodePlacement, ...]:
+        return tuple(node for node in self.nodes if node.place == "host")
+
+    def regions(self) -> list[tuple[int, Place, int]]:
+        """(region, place, node count) in execution order."""
+        counts = Counter((n.region, n.place) for n in self.nodes)
+        return [(region, place, count) for (region, place), count in sorted(counts.items())]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "profile": self.profile,
+            "regions": [{"region": r, "place": p, "nodes": n} for r, p, n in self.regions()],
+            "fallback": len(self.fallback),
+            "nodes": [node.to_json() for node in self.nodes],
+        }
+
+
+def partition(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile) -> Placement:
+    """Place every top-level node of the (topologically sorted) canonical `model`."""
+    graph = ir.from_proto(model).graph
+    region_of: dict[str, int] = {}  # value name -> region index of its producer
+    placed = []
+    for index, node in enumerate(graph):
+        support = backend.supports(node, profile)
+        place: Place = "device" if support.supported else "host"
+        producers = [region_of[v.name] for v in node.inputs
+                     if v is not None and v.name is not None and v.name in region_of]
+        earliest = max((_after(producer, place) for producer in producers), default=0)
+        region = _first_of_kind(earliest, place)
+        for value in node.outputs:
+            if value.name is not None:
+                region_of[value.name] = region
+        name = node.name or f"{node.op_type}_{index}"
+        placed.append(NodePlacement(name, node.op_type, region, place,
+                                    "supported" if support.supported else support.reason))
+    return Placement(backend.name, profile.name, _compacted(placed))
+
+
+def _kind_of(region: int) -> Place:
+    return "device" if region % 2 == 0 else "host"
+
+
+def _after(producer: int, place: Place) -> int:
+    """The earliest region a consumer of `place` may join, given its producer's region."""
+    return producer if _kind_of(producer) == place else producer + 1
+
+
+def _first_of_kind(earliest: int, place: Place) -> int:
+    return earliest if _kind_of(earliest) == place else earliest + 1
+
+
+def _compacted(nodes: list[NodePlacement]) -> tuple[NodePlacement, ...]:
+    """Renumber the regions in use 0, 1, 2... keeping their order."""
+    used = {index: rank for rank, index in enumerate(sorted({n.region for n in nodes}))}
+    return tuple(NodePlacement(n.node, n.op, used[n.region], n.place, n.reason) for n in nodes)
