@@ -21,6 +21,7 @@ import xpuport
 from xpuport.backends.base import TvmBackend
 from xpuport.errors import ArtifactError, DeviceUnavailableError
 from xpuport.ir.inspect import TensorSpec
+from xpuport.lowering.executor import RegionExecutor
 from xpuport.lowering.signature import check_inputs
 
 FORMAT_VERSION = 2  # 2: placement.json
@@ -74,16 +75,20 @@ def _is_artifact_or_empty(path: Path) -> bool:
 
 def write_artifact(
     staging: Path,
-    executable: Any,
-    graph_bytes: bytes,
+    libraries: Mapping[str, Any],
+    blobs: Mapping[str, bytes],
     placement: dict[str, Any],
     fields: dict[str, Any],
 ) -> None:
-    """Write library, graph, placement and manifest (with every file's digest) into `staging`."""
-    executable.export_library(str(staging / LIBRARY))
-    (staging / GRAPH).write_bytes(graph_bytes)
+    """Write libraries (TVM executables by file name), blobs (the graph, host regions),
+    placement and the manifest with every file's digest into `staging`."""
+    for name, executable in libraries.items():
+        executable.export_library(str(staging / name))
+    for name, data in blobs.items():
+        (staging / name).write_bytes(data)
     (staging / PLACEMENT).write_text(json.dumps(placement, indent=2) + "\n")
-    files = {name: file_digest(staging / name) for name in (LIBRARY, GRAPH, PLACEMENT)}
+    names = [*libraries, *blobs, PLACEMENT]
+    files = {name: file_digest(staging / name) for name in names}
     manifest = {
         "format_version": FORMAT_VERSION,
         "versions": environment_versions(),
@@ -194,6 +199,12 @@ class Artifact:
 
     @cached_property
     def _vm(self) -> Any:
+        backend = self._backend()
+        self._device = backend.device()
+        library = tvm.runtime.load_module(str(self.path / LIBRARY))
+        return relax.VirtualMachine(library, self._device)
+
+    def _backend(self) -> TvmBackend:
         from xpuport.backends.registry import get_backend
 
         backend = get_backend(self.backend_name)
@@ -208,13 +219,25 @@ class Artifact:
                 "not present on this machine",
                 "run it on a machine with that device, or compile for --backend cpu",
             )
-        self._device = backend.device()
-        library = tvm.runtime.load_module(str(self.path / LIBRARY))
-        return relax.VirtualMachine(library, self._device)
+        return backend
+
+    @cached_property
+    def _regions(self) -> RegionExecutor:
+        backend = self._backend()
+        return RegionExecutor(self.path, self.manifest["regions"], backend)
+
+    @property
+    def transfers(self) -> dict[str, Any] | None:
+        """Host <-> device tensor moves of the last run of a multi-region artifact."""
+        return self._regions.last.to_json() if "regions" in self.manifest else None
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run on a dict of arrays named like the model's inputs; returns outputs by name."""
         check_inputs(self.inputs, inputs)
+        if "regions" in self.manifest:
+            names = [spec.name for spec in self.outputs]
+            feeds = {spec.name: np.asarray(inputs[spec.name]) for spec in self.inputs}
+            return dict(zip(names, self._regions.run(feeds, names), strict=True))
         vm = self._vm
         args = [
             tvm.runtime.tensor(np.asarray(inputs[s.name], order="C"), self._device)

@@ -16,6 +16,7 @@ import onnx
 import onnx_ir as ir
 
 from xpuport.backends.base import Backend
+from xpuport.errors import UnsupportedOpError
 from xpuport.hw_profiles import HardwareProfile
 
 Place = Literal["device", "host"]
@@ -53,7 +54,7 @@ class Placement:
             "backend": self.backend,
             "profile": self.profile,
             "regions": [{"region": r, "place": p, "nodes": n} for r, p, n in self.regions()],
-            "fallback": len(self.fallback),
+            "fallback": [node.to_json() for node in self.fallback],
             "nodes": [node.to_json() for node in self.nodes],
         }
 
@@ -96,3 +97,18 @@ def _compacted(nodes: list[NodePlacement]) -> tuple[NodePlacement, ...]:
     """Renumber the regions in use 0, 1, 2... keeping their order."""
     used = {index: rank for rank, index in enumerate(sorted({n.region for n in nodes}))}
     return tuple(NodePlacement(n.node, n.op, used[n.region], n.place, n.reason) for n in nodes)
+
+
+def check_fallback(fallback: list[dict[str, Any]], strict: bool, max_fallback: int | None) -> None:
+    """Refuse host fallback beyond what the user allows, naming every fallen-back node."""
+    limit = 0 if strict else max_fallback
+    if limit is None or len(fallback) <= limit:
+        return
+    shown = "\n    ".join(f"{n['node']} ({n['op']}): {n['reason']}" for n in fallback[:20])
+    more = f"\n    ... and {len(fallback) - 20} more" if len(fallback) > 20 else ""
+    allowed = "--strict allows none" if strict else f"--max-fallback allows {limit}"
+    raise UnsupportedOpError(
+        f"{len(fallback)} node(s) would run on the host, {allowed}:\n    {shown}{more}",
+        "drop --strict / raise --max-fallback to accept host fallback, or pick a backend and "
+        "profile that take these nodes",
+    )

@@ -18,14 +18,17 @@ from xpuport.ir.export import export_module
 from xpuport.ir.inspect import TensorSpec, graph_hash, summarize
 from xpuport.ir.load import load_model
 from xpuport.lowering.artifact import (
+    GRAPH,
+    LIBRARY,
     Artifact,
     check_replaceable,
     install,
     staged_directory,
     write_artifact,
 )
-from xpuport.lowering.partition import partition
+from xpuport.lowering.partition import Placement, check_fallback, partition
 from xpuport.lowering.pipeline import build
+from xpuport.lowering.regions import build_regions
 
 StepCallback = Callable[[str], None]
 
@@ -66,8 +69,14 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     options: CompileOptions | None = None,
     use_cache: bool = True,
     on_step: StepCallback | None = None,
+    strict: bool = False,
+    max_fallback: int | None = None,
 ) -> Artifact:
-    """Compile an ONNX file for a backend. Without `output_dir` the cached artifact is used."""
+    """Compile an ONNX file for a backend. Without `output_dir` the cached artifact is used.
+
+    Nodes the backend declines run on the host (onnxruntime's CPU provider) in their own
+    regions; `strict` forbids that, `max_fallback` bounds how many nodes may fall back.
+    """
     step = on_step or (lambda _name: None)
     out = Path(output_dir) if output_dir is not None else None
     if out is None and not use_cache:
@@ -92,14 +101,18 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     cached = cache.lookup(key) if cache else None
     if cached is not None:
         step("cache hit")
+        check_fallback(Artifact(cached).manifest.get("fallback", []), strict, max_fallback)
         return _deliver(cached, out)
     step("canonicalize")
     canonical = canonicalize(model, inline_functions=opts.inline_functions)
     summary = summarize(canonical)
     placement = partition(canonical, backend_impl, resolved)
+    fallback = [node.to_json() for node in placement.fallback]
+    check_fallback(fallback, strict, max_fallback)
     step("build")
     started = time.perf_counter()
-    executable = build(canonical, backend_impl, resolved, opts)
+    libraries, blobs, regions = _build(canonical, placement, backend_impl, resolved, opts)
+    blobs[GRAPH] = canonical.SerializeToString()
     fields = {
         "backend": backend_impl.name,
         "backend_cache_key": backend_key,
@@ -111,12 +124,13 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
         "graph_hash": summary.graph_hash,
         "source_hash": source_hash,
         "compile_seconds": round(time.perf_counter() - started, 3),
+        "fallback": fallback,
+        **({"regions": regions} if regions else {}),
     }
     step("write")
     destination = out if out is not None else (cache.root / key if cache else Path())
     with staged_directory(destination) as staging:
-        write_artifact(staging, executable, canonical.SerializeToString(),
-                       placement.to_json(), fields)
+        write_artifact(staging, libraries, blobs, placement.to_json(), fields)
         if cache is not None:
             cache.store(key, staging)
         if out is not None:
@@ -124,6 +138,16 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
             return Artifact(out)
     assert cache is not None
     return Artifact(cache.root / key)
+
+
+def _build(
+    model: Any, placement: Placement, backend: TvmBackend, profile: HardwareProfile,
+    options: CompileOptions,
+) -> tuple[dict[str, Any], dict[str, bytes], list[dict[str, object]]]:
+    """One library for an all-device graph; a library or ONNX file per region otherwise."""
+    if not placement.fallback:
+        return {LIBRARY: build(model, backend, profile, options)}, {}, []
+    return build_regions(model, placement, backend, profile, options)
 
 
 def _deliver(cached: Path, out: Path | None) -> Artifact:

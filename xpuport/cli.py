@@ -218,6 +218,10 @@ def compile_command(
     profile: Annotated[str | None, typer.Option(help="Hardware profile name or .toml.")] = None,
     opt_level: Annotated[int, typer.Option(help="TVM optimization level 0..3.")] = 3,
     cache: Annotated[bool, typer.Option(help="Use the compile cache.")] = True,
+    strict: Annotated[bool, typer.Option(help="Refuse any fallback to the host.")] = False,
+    max_fallback: Annotated[
+        int | None, typer.Option(min=0, help="Refuse more host-fallback nodes than this.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Compile an ONNX model for a backend into an artifact directory."""
@@ -231,6 +235,8 @@ def compile_command(
             options=options,
             use_cache=cache,
             on_step=display,
+            strict=strict,
+            max_fallback=max_fallback,
         )
     manifest = artifact.manifest
     data = {
@@ -248,6 +254,8 @@ def compile_command(
                 "outputs",
             )
         },
+        "fallback": manifest.get("fallback", []),
+        "regions": len(manifest.get("regions", [])) or 1,
     }
     if as_json:
         return emit_json(data)
@@ -256,6 +264,11 @@ def compile_command(
         f"compiled {model} for {manifest['backend']} ({manifest['profile']}) {origin}"
         f" → {artifact.path}"
     )
+    if data["fallback"]:
+        out.print(f"[bold yellow]{len(data['fallback'])} node(s) run on the host[/] "
+                  f"({data['regions']} regions; placement.json says why):")
+        for node in data["fallback"]:
+            out.print(f"  {node['node']} ({node['op']}): {node['reason']}", soft_wrap=True)
     print_signature(artifact.inputs, artifact.outputs)
 
 

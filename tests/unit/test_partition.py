@@ -84,5 +84,20 @@ def test_unnamed_nodes_get_a_stable_name_and_json_has_every_node():
     placement = partition(model, _Declines([]), PROFILE)
     data = placement.to_json()
     assert data["nodes"][0]["node"] == "Relu_0"
-    assert data["fallback"] == 0 and data["backend"] == "declines"
+    assert data["fallback"] == [] and data["backend"] == "declines"
     assert onnx.checker.check_model(model) is None
+
+
+def test_split_gives_each_region_its_crossing_values():
+    from xpuport.lowering.regions import split
+
+    model = onnx.shape_inference.infer_shapes(_chain())
+    placement = partition(model, _Declines(["Celu"]), PROFILE)
+    regions = split(model, placement)
+    assert [(r.index, r.place) for r in regions] == [(0, "device"), (1, "host"), (2, "device")]
+    assert regions[0].inputs == ("x",) and set(regions[0].outputs) == {"a", "d"}
+    assert regions[1].inputs == ("a",) and regions[1].outputs == ("b",)
+    assert regions[2].inputs == ("b", "x", "d") and regions[2].outputs == ("y",)
+    for region in regions:
+        onnx.checker.check_model(region.model)
+        assert [n.op_type for n in region.model.graph.node]

@@ -1,0 +1,96 @@
+"""Runs a multi-region artifact: device regions on the backend's TVM runtime, host regions on
+onnxruntime's CPU provider, in order, counting every tensor that crosses host <-> device."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import tvm
+from tvm import relax
+
+from xpuport.backends.base import TvmBackend
+
+
+@dataclass
+class Transfers:
+    """Tensors moved between host and device in one run, and their bytes."""
+
+    to_device: int = 0
+    to_host: int = 0
+    bytes: int = 0
+    by_region: dict[int, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"to_device": self.to_device, "to_host": self.to_host, "bytes": self.bytes,
+                "by_region": {str(k): v for k, v in self.by_region.items()}}
+
+
+class RegionExecutor:
+    """Loads every region of an artifact once; `run` executes them in order."""
+
+    def __init__(self, folder: Path, regions: Sequence[Mapping[str, Any]],
+                 backend: TvmBackend) -> None:
+        self.regions = list(regions)
+        self.device = backend.device()
+        self.runners: dict[int, Any] = {}
+        for region in self.regions:
+            path = str(folder / region["file"])
+            if region["place"] == "device":
+                self.runners[region["index"]] = relax.VirtualMachine(
+                    tvm.runtime.load_module(path), self.device)
+            else:
+                self.runners[region["index"]] = ort.InferenceSession(
+                    path, providers=["CPUExecutionProvider"])
+        self.last = Transfers()
+
+    def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
+        values: dict[str, Any] = dict(feeds)  # numpy arrays live on the host, tvm tensors not
+        copies: dict[tuple[str, bool], Any] = {}  # a value moves once however many read it
+        self.last = Transfers()
+        for region in self.regions:
+            on_device = region["place"] == "device"
+            args = [self._fetch(values, copies, name, on_device, region["index"])
+                    for name in region["inputs"]]
+            runner = self.runners[region["index"]]
+            if on_device:
+                results = _flatten(runner["main"](*args))
+            else:
+                results = runner.run(list(region["outputs"]), dict(zip(
+                    region["inputs"], args, strict=True)))
+            values.update(zip(region["outputs"], results, strict=True))
+        return [self._fetch(values, copies, name, False, -1) for name in outputs]
+
+    def _fetch(self, values: dict[str, Any], copies: dict[tuple[str, bool], Any], name: str,
+               on_device: bool, region: int) -> Any:
+        value = values[name]
+        if isinstance(value, np.ndarray) != on_device:
+            return value  # already where it is needed
+        if (name, on_device) not in copies:
+            copies[(name, on_device)] = self._move(value, on_device, region)
+        return copies[(name, on_device)]
+
+    def _move(self, value: Any, to_device: bool, region: int) -> Any:
+        if to_device:
+            self.last.to_device += 1
+            moved: Any = tvm.runtime.tensor(np.asarray(value, order="C"), self.device)
+            self.last.bytes += value.nbytes
+        else:
+            self.last.to_host += 1
+            moved = value.numpy()
+            self.last.bytes += moved.nbytes
+        self.last.by_region[region] = self.last.by_region.get(region, 0) + 1
+        return moved
+
+
+def _flatten(value: Any) -> list[Any]:
+    """The VM's result as a list of tensors (a tuple for several outputs)."""
+    if isinstance(value, tvm.runtime.Tensor):
+        return [value]
+    if isinstance(value, tvm.runtime.ShapeTuple):
+        return [np.asarray(list(value), dtype=np.int64)]
+    return [item for element in value for item in _flatten(element)]
