@@ -21,7 +21,7 @@ import xpuport
 from xpuport.backends.base import TvmBackend
 from xpuport.errors import ArtifactError, DeviceUnavailableError
 from xpuport.ir.inspect import TensorSpec
-from xpuport.lowering.executor import RegionExecutor
+from xpuport.lowering.executor import RegionExecutor, flatten_values
 from xpuport.lowering.signature import check_inputs
 
 FORMAT_VERSION = 2  # 2: placement.json
@@ -249,11 +249,6 @@ class Artifact:
 
 
 def flatten_outputs(value: Any) -> Iterator[np.ndarray]:
-    """The VM's result as arrays: tensors, tuples of them, and shapes (Shape's int64 output)."""
-    if hasattr(value, "numpy"):
-        yield value.numpy()
-    elif isinstance(value, tvm.runtime.ShapeTuple):
-        yield np.asarray(list(value), dtype=np.int64)
-    else:
-        for item in value:
-            yield from flatten_outputs(item)
+    """The VM's result as host arrays: tensors, tuples of them, and shapes."""
+    for item in flatten_values(value):
+        yield item if isinstance(item, np.ndarray) else item.numpy()

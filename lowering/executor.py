@@ -3,7 +3,7 @@ onnxruntime's CPU provider, in order, counting every tensor that crosses host <-
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,7 @@ class RegionExecutor:
                     for name in region["inputs"]]
             runner = self.runners[region["index"]]
             if on_device:
-                results = _flatten(runner["main"](*args))
+                results = list(flatten_values(runner["main"](*args)))
             else:
                 results = runner.run(list(region["outputs"]), dict(zip(
                     region["inputs"], args, strict=True)))
@@ -87,10 +87,13 @@ class RegionExecutor:
         return moved
 
 
-def _flatten(value: Any) -> list[Any]:
-    """The VM's result as a list of tensors (a tuple for several outputs)."""
+def flatten_values(value: Any) -> Iterator[Any]:
+    """The VM's result, flat: tensors stay where they are; a shape (Shape's int64 output)
+    becomes a host array."""
     if isinstance(value, tvm.runtime.Tensor):
-        return [value]
-    if isinstance(value, tvm.runtime.ShapeTuple):
-        return [np.asarray(list(value), dtype=np.int64)]
-    return [item for element in value for item in _flatten(element)]
+        yield value
+    elif isinstance(value, tvm.runtime.ShapeTuple):
+        yield np.asarray(list(value), dtype=np.int64)
+    else:
+        for item in value:
+            yield from flatten_values(item)
