@@ -24,6 +24,7 @@ from xpuport.conformance.results import (
     ResultsLog,
     read_results,
     read_run,
+    write_atomic,
 )
 from xpuport.conformance.runner import Runner, RunOptions
 from xpuport.hw_profiles import HardwareProfile
@@ -96,14 +97,8 @@ def prepare_folder(request: ConformRequest, run_info: dict[str, Any]) -> set[str
         raise ResultsError(f"{out} already holds results of a run",
                            "pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / RUN_FILE, run_info)
+    write_atomic(out / RUN_FILE, json.dumps(run_info, indent=2))
     return set()
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    temporary.replace(path)
 
 
 def run_info(backend: Backend, profile: HardwareProfile, request: ConformRequest) -> dict[str, Any]:
@@ -142,9 +137,7 @@ class Recorder:
 
     def __call__(self, case: Case, outcome: Outcome) -> None:
         expectation = self.expectations.find(case.op, case.dtype, case.case_id, case.suite)
-        status = outcome.status
-        if status != "unsupported":
-            status = apply(status, expectation)
+        status = apply(outcome.status, expectation)  # unsupported stays unsupported
         errors = outcome.errors or {}
         result = CaseResult(
             case.case_id, case.suite, case.op, case.family, case.dtype, status,

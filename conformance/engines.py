@@ -18,6 +18,7 @@ from tvm import relax
 from xpuport.backends.base import Backend, CompileOptions, TvmBackend
 from xpuport.backends.ort import OrtBackend
 from xpuport.conformance.cases import Case
+from xpuport.conformance.evaluate import error_text
 from xpuport.errors import PluginError, XpuportError
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.lowering.artifact import flatten_outputs
@@ -47,13 +48,6 @@ def engine_for(backend: Backend, profile: HardwareProfile) -> Engine:
     )
 
 
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, XpuportError):
-        return exc.message
-    lines = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {lines[-1] if lines else ''}"
-
-
 class OrtEngine(Engine):
     def __init__(self, backend: OrtBackend, profile: HardwareProfile) -> None:
         self.backend, self.profile = backend, profile
@@ -65,7 +59,7 @@ class OrtEngine(Engine):
             try:
                 session = self.backend.session(case.model, self.profile)
             except Exception as exc:  # noqa: BLE001  # onnxruntime raises its own types
-                errors[case.case_id] = _message(exc)
+                errors[case.case_id] = error_text(exc)
                 continue
             runners[case.case_id] = _ort_runner(session)
         return runners, errors
@@ -124,11 +118,12 @@ class TvmEngine(Engine):
         runners: dict[str, Runner] = {}
         for case in cases:
             try:
-                module = to_relax(case.onnx_model())
+                model = case.onnx_model()
+                module = to_relax(model)
             except XpuportError as exc:
                 errors[case.case_id] = exc.message
                 continue
-            names = [i.name for i in case.onnx_model().graph.input]
+            names = [i.name for i in model.graph.input]
             if len(module.functions) == 1:
                 imported[case.case_id] = (module["main"], names)
             else:  # main calls TIR functions of its module: it is built on its own
@@ -147,7 +142,7 @@ class TvmEngine(Engine):
             executable = lower(merged, self.backend, self.profile, self.options)
         except Exception as exc:  # noqa: BLE001  # TVM raises anything from its passes
             if len(imported) == 1:
-                errors[next(iter(imported))] = _message(exc)
+                errors[next(iter(imported))] = error_text(exc)
                 return {}
             items = list(imported.items())
             half = len(items) // 2

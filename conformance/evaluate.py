@@ -13,6 +13,7 @@ import numpy as np
 from xpuport.conformance.cases import Case, output_dtypes
 from xpuport.conformance.golden import golden
 from xpuport.conformance.tolerance import Errors, measure
+from xpuport.errors import XpuportError
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,11 @@ def evaluate(case: Case, run: Callable[[dict[str, np.ndarray]], list[np.ndarray]
     try:
         expected = golden(case)
     except Exception as exc:  # noqa: BLE001  # the reference evaluator raises anything
-        return Outcome(case.case_id, "error", message=f"golden failed: {_text(exc)}")
+        return Outcome(case.case_id, "error", message=f"golden failed: {error_text(exc)[:500]}")
     try:
         actual = run(dict(case.feeds))
     except Exception as exc:  # noqa: BLE001  # a backend's runtime raises its own types
-        return Outcome(case.case_id, "error", message=f"run failed: {_text(exc)}",
+        return Outcome(case.case_id, "error", message=f"run failed: {error_text(exc)[:500]}",
                        seconds=time.perf_counter() - started)
     errors = compare_outputs(case, actual, expected)
     status = "pass" if errors.passed else "fail"
@@ -61,6 +62,9 @@ def compare_outputs(case: Case, actual: list[np.ndarray], expected: list[np.ndar
     return worst
 
 
-def _text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
+    """One line for a result: our own errors' message, else the type and the last line."""
+    if isinstance(exc, XpuportError):
+        return exc.message
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return f"{exc.__class__.__name__}: {lines[-1] if lines else ''}"[:500]
+    return f"{exc.__class__.__name__}: {lines[-1] if lines else ''}"

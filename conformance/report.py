@@ -7,8 +7,6 @@ order, the worst error (ULPs for floats, absolute otherwise) and the tolerance o
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from xpuport.conformance.results import (
     ResultsError,
     read_results,
     read_run,
+    write_atomic,
 )
 
 # Worst first: a scoreboard cell shows the worst status among its cases.
@@ -178,26 +177,7 @@ def write_reports(folder: Path) -> dict[str, Path]:
         "md": ("report.md", render_markdown(summary)),
         "html": ("report.html", render_html(summary, results)),
     }
-    return {key: _write_atomic(folder / name, text) for key, (name, text) in documents.items()}
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    """A temp file in the same folder, then a rename: a reader sees the old or the new file."""
-    try:
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        temporary = Path(name)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            temporary.chmod(0o644)
-            temporary.replace(path)  # os.replace
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise ResultsError(f"cannot write {path}: {exc}",
-                           "make the run folder writable, or copy it somewhere writable") from exc
-    return path
+    return {key: write_atomic(folder / name, text) for key, (name, text) in documents.items()}
 
 
 # ---------------------------------------------------------------------------------- Markdown

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,28 +85,21 @@ def read_results(path: Path) -> list[CaseResult]:
     """Every result of a results.jsonl; a later line for the same case replaces an earlier."""
     if not path.is_file():
         raise ResultsError(f"{path} does not exist", "point at the --out folder of a conform run")
+    text = path.read_text(encoding="utf-8")
+    # numbered as in the file (blank lines count), blank lines skipped
+    lines = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    torn = not text.endswith("\n")
     by_case: dict[str, CaseResult] = {}
-    last = _last_number(path)
-    for number, line in _lines(path):
+    for number, line in lines:
         try:
             result = CaseResult.from_json(json.loads(line))
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
-            if number == last and not path.read_bytes().endswith(b"\n"):
+            if torn and number == lines[-1][0]:
                 break  # the torn last line of a killed run
             raise ResultsError(f"{path}:{number} is not a case result: {exc}",
                                "remove that line, or rerun the cases with --resume") from exc
         by_case[result.case] = result
     return list(by_case.values())
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """The non-blank lines with their numbers in the file (blank lines count)."""
-    with path.open(encoding="utf-8") as handle:
-        yield from ((n, line) for n, line in enumerate(handle, start=1) if line.strip())
-
-
-def _last_number(path: Path) -> int:
-    return max((number for number, _ in _lines(path)), default=0)
 
 
 def read_run(folder: Path) -> dict[str, Any]:
@@ -122,3 +115,22 @@ def read_run(folder: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ResultsError(f"{path} is not a JSON object", "rerun the conformance run")
     return data
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """A temp file in the same folder, then a rename: a reader sees the old or the new file."""
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        temporary = Path(name)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            temporary.chmod(0o644)
+            temporary.replace(path)  # os.replace
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ResultsError(f"cannot write {path}: {exc}",
+                           "make the run folder writable, or copy it somewhere writable") from exc
+    return path
