@@ -171,7 +171,13 @@ def _read(folder: Path, reader: Callable[[Path], _T]) -> _T:
 def write_reports(folder: Path) -> dict[str, Path]:
     """Write report.json, report.md and report.html into the run folder, each atomically."""
     run, results = load_run(folder)
-    summary = summarize(run, results)
+    return write_documents(folder, summarize(run, results), results)
+
+
+def write_documents(
+    folder: Path, summary: dict[str, Any], results: list[CaseResult]
+) -> dict[str, Path]:
+    """The three reports of a summary the caller already has."""
     documents = {
         "json": ("report.json", dumps_json(summary, indent=2) + "\n"),
         "md": ("report.md", render_markdown(summary)),

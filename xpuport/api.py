@@ -107,7 +107,8 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     canonical = canonicalize(model, inline_functions=opts.inline_functions)
     summary = summarize(canonical)
     placement = partition(canonical, backend_impl, resolved)
-    fallback = [node.to_json() for node in placement.fallback]
+    placement_json = placement.to_json()
+    fallback = placement_json["fallback"]
     check_fallback(fallback, strict, max_fallback)
     step("build")
     started = time.perf_counter()
@@ -130,7 +131,7 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     step("write")
     destination = out if out is not None else (cache.root / key if cache else Path())
     with staged_directory(destination) as staging:
-        write_artifact(staging, libraries, blobs, placement.to_json(), fields)
+        write_artifact(staging, libraries, blobs, placement_json, fields)
         if cache is not None:
             cache.store(key, staging)
         if out is not None:
@@ -178,7 +179,7 @@ def conform(
     """Run a conformance suite on a backend into `out`; returns report.json's content."""
     from xpuport.conformance.conform import ConformRequest
     from xpuport.conformance.conform import conform as run_conformance
-    from xpuport.conformance.report import summarize, write_reports
+    from xpuport.conformance.report import summarize, write_documents
     from xpuport.conformance.results import read_run
     from xpuport.conformance.runner import RunOptions
 
@@ -188,5 +189,6 @@ def conform(
     request = ConformRequest(impl.name, folder, resolved.name, suite, tuple(ops), tuple(dtypes),
                              resume, RunOptions(jobs=jobs))
     results = run_conformance(request, impl, resolved)
-    write_reports(folder)
-    return summarize(read_run(folder), results)
+    summary = summarize(read_run(folder), results)
+    write_documents(folder, summary, results)
+    return summary

@@ -12,21 +12,28 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from xpuport.api import resolve_profile
+from xpuport.backends.base import Backend
 from xpuport.backends.registry import get_backend
 from xpuport.cli import JsonFlag, app, emit_json, err, out, reports_errors
 from xpuport.conformance.baseline import baseline_toml
 from xpuport.conformance.conform import SUITES, ConformRequest, conform, suite_cases
-from xpuport.conformance.report import diff, format_diff, pass_rate, summarize, write_reports
+from xpuport.conformance.report import (
+    diff,
+    format_diff,
+    load_run,
+    pass_rate,
+    summarize,
+    write_documents,
+)
 from xpuport.conformance.results import (
     FAILURES,
-    RESULTS_FILE,
     STATUSES,
     CaseResult,
     ResultsError,
-    read_results,
     read_run,
 )
 from xpuport.conformance.runner import RunOptions
+from xpuport.hw_profiles import HardwareProfile
 
 
 def _split(text: str | None) -> tuple[str, ...]:
@@ -64,8 +71,8 @@ def conform_command(
                              resume, RunOptions(jobs=jobs, timeout=timeout),
                              tuple(expectations or ()))
     results = _run_with_progress(request, impl, resolved, show=not as_json)
-    paths = write_reports(folder)
     summary = summarize(read_run(folder), results)
+    paths = write_documents(folder, summary, results)
     if as_json:
         emit_json({**summary, "reports": {k: str(v) for k, v in paths.items()}})
     else:
@@ -74,7 +81,7 @@ def conform_command(
         raise typer.Exit(1)
 
 
-def _run_with_progress(request: ConformRequest, impl: object, profile: object,
+def _run_with_progress(request: ConformRequest, impl: Backend, profile: HardwareProfile,
                        show: bool) -> list[CaseResult]:
     counts: collections.Counter[str] = collections.Counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -90,7 +97,7 @@ def _run_with_progress(request: ConformRequest, impl: object, profile: object,
             text = " ".join(f"{s} {counts[s]}" for s in STATUSES if counts[s])
             progress.update(task, advance=1, counts=text)
 
-        return conform(request, impl, profile, started, finished)  # type: ignore[arg-type]
+        return conform(request, impl, profile, started, finished)
 
 
 def _print_summary(results: list[CaseResult], folder: Path, paths: dict[str, Path]) -> None:
@@ -149,17 +156,18 @@ def report_command(
     if len(paths) != 1:
         raise ResultsError("`xpuport report` takes one run folder", "xpuport report DIR")
     folder = paths[0]
-    written = write_reports(folder)
+    run, results = load_run(folder)
+    summary = summarize(run, results)
+    written = write_documents(folder, summary, results)
     for wanted, key in ((html, "html"), (md, "md")):
         if wanted is not None:
             wanted.write_bytes(written[key].read_bytes())
             written[f"{key} copy"] = wanted
-    results = read_results(folder / RESULTS_FILE)
     if baseline is not None:
-        baseline.write_text(baseline_toml(results, str(read_run(folder)["backend"])))
+        baseline.write_text(baseline_toml(results, str(run["backend"])))
         written["baseline"] = baseline
     if as_json:
-        return emit_json(summarize(read_run(folder), results))
+        return emit_json(summary)
     _print_summary(results, folder, written)
 
 
