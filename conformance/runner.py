@@ -168,9 +168,8 @@ class Runner:
             if pending:
                 self.queue.appendleft(pending)
         elif len(pending) == 1:
-            what = "while preparing it"
             self.on_outcome(pending[0], Outcome(pending[0].case_id, status,
-                                                message=f"{message} {what}"))
+                                                message=f"{message} while preparing it"))
         elif pending:
             half = len(pending) // 2
             self.queue.extendleft([pending[half:], pending[:half]])
