@@ -28,7 +28,7 @@ test-all: $(STAMP) browser
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	# mypy reads the installed link tree: only there do ir/, lowering/... sit under xpuport/.
-	$(BIN)/mypy build/__editable__.*/xpuport
+	$(BIN)/mypy build/__editable__.*/xpuport plugins/npusim/src/xpuport_npusim
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests -k bench
@@ -37,12 +37,14 @@ $(VENV)/.sources: FORCE
 	@mkdir -p $(VENV)
 	@echo "$(SOURCES)" | cmp -s - $@ || echo "$(SOURCES)" > $@
 
-$(STAMP): pyproject.toml $(VENV)/.sources
+$(STAMP): pyproject.toml plugins/npusim/pyproject.toml $(VENV)/.sources
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# Pinned: an unpinned torch pulls GBs of CUDA wheels; 2.13.0 resolves to the local CPU build.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[export,dev]" --config-settings editable_mode=strict
+	# The NPU simulator is a plugin package of its own, registered through its entry point only.
+	$(BIN)/python -m pip install -q -e plugins/npusim
 	touch $@
 
 clean:

@@ -23,14 +23,15 @@ API_VERSION = 1
 
 @dataclass(frozen=True)
 class Support:
-    """Whether a backend takes a node, and the reason when it does not."""
+    """Whether a backend takes a node: why not, or (optionally) how it runs it."""
 
     supported: bool
     reason: str = ""
 
     @classmethod
-    def yes(cls) -> Support:
-        return cls(True)
+    def yes(cls, how: str = "") -> Support:
+        """`how` (e.g. "matrix unit: float16 inputs") is shown in the placement."""
+        return cls(True, how)
 
     @classmethod
     def no(cls, reason: str) -> Support:

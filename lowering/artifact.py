@@ -21,7 +21,12 @@ import xpuport
 from xpuport.backends.base import TvmBackend
 from xpuport.errors import ArtifactError, DeviceUnavailableError
 from xpuport.ir.inspect import TensorSpec
-from xpuport.lowering.executor import RegionExecutor, flatten_values
+from xpuport.lowering.executor import (
+    RegionExecutor,
+    flatten_values,
+    to_device_tensor,
+    to_host_array,
+)
 from xpuport.lowering.signature import check_inputs
 
 FORMAT_VERSION = 2  # 2: placement.json
@@ -239,16 +244,14 @@ class Artifact:
             feeds = {spec.name: np.asarray(inputs[spec.name]) for spec in self.inputs}
             return dict(zip(names, self._regions.run(feeds, names), strict=True))
         vm = self._vm
-        args = [
-            tvm.runtime.tensor(np.asarray(inputs[s.name], order="C"), self._device)
-            for s in self.inputs
-        ]
+        args = [to_device_tensor(inputs[spec.name], self._device)[0] for spec in self.inputs]
         result = vm["main"](*args)
         flat = list(flatten_outputs(result))
         return {spec.name: array for spec, array in zip(self.outputs, flat, strict=True)}
 
 
 def flatten_outputs(value: Any) -> Iterator[np.ndarray]:
-    """The VM's result as host arrays: tensors, tuples of them, and shapes."""
+    """The VM's result as host arrays (sharing a CPU tensor's memory): tensors, tuples of
+    them, and shapes."""
     for item in flatten_values(value):
-        yield item if isinstance(item, np.ndarray) else item.numpy()
+        yield item if isinstance(item, np.ndarray) else to_host_array(item)[0]

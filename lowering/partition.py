@@ -9,7 +9,7 @@ a region to itself or a later one: the region graph has no cycle and executes in
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import onnx
@@ -18,6 +18,7 @@ import onnx_ir as ir
 from xpuport.backends.base import Backend
 from xpuport.errors import UnsupportedOpError
 from xpuport.hw_profiles import HardwareProfile
+from xpuport.lowering.decompose import SEPARATOR, Decomposition, decompose
 
 Place = Literal["device", "host"]
 
@@ -28,10 +29,14 @@ class NodePlacement:
     op: str
     region: int
     place: Place
-    reason: str  # why the backend takes it ("supported") or what it declined
+    reason: str  # how the backend runs it ("supported" or its own words) or why it declined
+    origin: str = ""  # the declined node it replaces, when decompose.py expanded one
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.origin:
+            del data["origin"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Placement:
     backend: str
     profile: str
     nodes: tuple[NodePlacement, ...]
+    decompositions: tuple[Decomposition, ...] = ()
 
     @property
     def fallback(self) -> tuple[NodePlacement, ...]:
@@ -55,12 +61,22 @@ class Placement:
             "profile": self.profile,
             "regions": [{"region": r, "place": p, "nodes": n} for r, p, n in self.regions()],
             "fallback": [node.to_json() for node in self.fallback],
+            "decomposed": [d.to_json() for d in self.decompositions],
             "nodes": [node.to_json() for node in self.nodes],
         }
 
 
-def partition(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile) -> Placement:
+def place(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile
+          ) -> tuple[onnx.ModelProto, Placement]:
+    """Decompose what the backend declines where that makes it run there, then partition."""
+    decomposed, done = decompose(model, backend, profile)
+    return decomposed, partition(decomposed, backend, profile, tuple(done))
+
+
+def partition(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile,
+              decompositions: tuple[Decomposition, ...] = ()) -> Placement:
     """Place every top-level node of the (topologically sorted) canonical `model`."""
+    origins = {d.node: f"{d.op} '{d.node}' ({d.via})" for d in decompositions}
     graph = ir.from_proto(model).graph
     region_of: dict[str, int] = {}  # value name -> region index of its producer
     placed = []
@@ -75,9 +91,10 @@ def partition(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile
             if value.name is not None:
                 region_of[value.name] = region
         name = node.name or f"{node.op_type}_{index}"
-        placed.append(NodePlacement(name, node.op_type, region, place,
-                                    "supported" if support.supported else support.reason))
-    return Placement(backend.name, profile.name, _compacted(placed))
+        reason = support.reason or ("supported" if support.supported else "declined")
+        origin = origins.get(name.split(SEPARATOR, 1)[0], "") if SEPARATOR in name else ""
+        placed.append(NodePlacement(name, node.op_type, region, place, reason, origin))
+    return Placement(backend.name, profile.name, _compacted(placed), decompositions)
 
 
 def _kind_of(region: int) -> Place:
@@ -96,7 +113,7 @@ def _first_of_kind(earliest: int, place: Place) -> int:
 def _compacted(nodes: list[NodePlacement]) -> tuple[NodePlacement, ...]:
     """Renumber the regions in use 0, 1, 2... keeping their order."""
     used = {index: rank for rank, index in enumerate(sorted({n.region for n in nodes}))}
-    return tuple(NodePlacement(n.node, n.op, used[n.region], n.place, n.reason) for n in nodes)
+    return tuple(replace(n, region=used[n.region]) for n in nodes)
 
 
 def check_fallback(fallback: list[dict[str, Any]], strict: bool, max_fallback: int | None) -> None:

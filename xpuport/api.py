@@ -26,7 +26,7 @@ from xpuport.lowering.artifact import (
     staged_directory,
     write_artifact,
 )
-from xpuport.lowering.partition import Placement, check_fallback, partition
+from xpuport.lowering.partition import Placement, check_fallback, place
 from xpuport.lowering.pipeline import build
 from xpuport.lowering.regions import build_regions
 
@@ -105,8 +105,8 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
         return _deliver(cached, out)
     step("canonicalize")
     canonical = canonicalize(model, inline_functions=opts.inline_functions)
+    canonical, placement = place(canonical, backend_impl, resolved)
     summary = summarize(canonical)
-    placement = partition(canonical, backend_impl, resolved)
     placement_json = placement.to_json()
     fallback = placement_json["fallback"]
     check_fallback(fallback, strict, max_fallback)
@@ -126,6 +126,7 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
         "source_hash": source_hash,
         "compile_seconds": round(time.perf_counter() - started, 3),
         "fallback": fallback,
+        "decomposed": placement_json["decomposed"],
         **({"regions": regions} if regions else {}),
     }
     step("write")

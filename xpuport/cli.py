@@ -29,7 +29,7 @@ from xpuport.ir.canonicalize import canonicalize, default_opset
 from xpuport.ir.export import export_module, load_factory
 from xpuport.ir.inspect import TensorSpec, summarize
 from xpuport.ir.load import load_model
-from xpuport.lowering.partition import partition
+from xpuport.lowering.partition import place
 
 app = typer.Typer(
     help="xpuport: lower ONNX models per accelerator through TVM, with proof.",
@@ -148,7 +148,7 @@ def inspect(
     placement = None
     if backend is not None:
         impl = get_backend(backend)
-        placement = partition(canonical, impl, api.resolve_profile(impl, profile))
+        _, placement = place(canonical, impl, api.resolve_profile(impl, profile))
     source_opset = default_opset(loaded)
     data = {
         "model": str(model),
@@ -178,6 +178,9 @@ def inspect(
     out.print(ops)
     if placement is not None:
         print_placement(out, placement)
+
+
+_VIA = {"onnx-function": "ONNX function body", "xpuport-rule": "xpuport decomposition rule"}
 
 
 def print_signature(inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> None:
@@ -255,6 +258,7 @@ def compile_command(
             )
         },
         "fallback": manifest.get("fallback", []),
+        "decomposed": manifest.get("decomposed", []),
         "regions": len(manifest.get("regions", [])) or 1,
     }
     if as_json:
@@ -264,6 +268,9 @@ def compile_command(
         f"compiled {model} for {manifest['backend']} ({manifest['profile']}) {origin}"
         f" → {artifact.path}"
     )
+    for item in data["decomposed"]:
+        out.print(f"decomposed {item['node']} ({item['op']}) into {item['nodes']} node(s) "
+                  f"through its {_VIA[item['via']]}", soft_wrap=True)
     if data["fallback"]:
         out.print(f"[bold yellow]{len(data['fallback'])} node(s) run on the host[/] "
                   f"({data['regions']} regions; placement.json says why):")

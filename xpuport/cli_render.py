@@ -14,6 +14,12 @@ def print_placement(console: Console, placement: Placement) -> None:
     for region, place, count in placement.regions():
         regions.add_row(str(region), place, str(count))
     console.print(regions)
+    if placement.decompositions:
+        expanded = Table(Column("node", no_wrap=True), "op", "into nodes", "through",
+                         title="declined nodes decomposed into nodes the backend takes")
+        for item in placement.decompositions:
+            expanded.add_row(item.node, item.op, str(item.nodes), item.via)
+        console.print(expanded)
     if not placement.fallback:
         console.print("every node runs on the device")
         return

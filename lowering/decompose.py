@@ -1,0 +1,250 @@
+"""Coverage before fallback: a node the backend declines is replaced by simpler ONNX nodes
+(its ONNX function body, else one of xpuport's own rules in rules.py) when every node of
+the replacement runs on the backend, expanded again where needed. Otherwise it stays as it
+is, and placement sends it to the host. Each replacement is recorded, and its nodes are named
+`<node>/<op>_<k>` so that the placement can say where they came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import onnx
+import onnx_ir as ir
+from onnx import AttributeProto, FunctionProto, NodeProto, defs
+
+from xpuport.backends.base import Backend
+from xpuport.hw_profiles import HardwareProfile
+from xpuport.ir.canonicalize import canonicalize
+from xpuport.lowering.rules import RULES
+
+MAX_DEPTH = 3  # function bodies of function bodies of ...: deep enough for ONNX's own
+SEPARATOR = "/"
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    node: str
+    op: str
+    via: str  # "onnx-function" or "xpuport-rule"
+    nodes: int  # how many nodes replace it, after every nested expansion
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decompose(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile
+              ) -> tuple[onnx.ModelProto, list[Decomposition]]:
+    """`model` (canonical) with declined nodes expanded where the expansion runs wholly on
+    the backend; the result is canonical again."""
+    model = _named(model)
+    done: list[Decomposition] = []
+    for name in _declined(model, None, backend, profile):
+        node = _find(model, name)
+        for via, replacement in _candidates(model, node):
+            settled = _settle(_replaced(model, node, replacement), name, backend, profile, 1)
+            if settled is not None:
+                model = settled
+                count = sum(1 for n in model.graph.node if _inside(n.name, name))
+                done.append(Decomposition(name, node.op_type, via, count))
+                break
+    return model, done
+
+
+def _settle(model: onnx.ModelProto, origin: str, backend: Backend, profile: HardwareProfile,
+            depth: int) -> onnx.ModelProto | None:
+    """Fold the expansion of `origin`, then expand what the backend still declines in it;
+    None when some node of it can be neither run nor expanded."""
+    model = canonicalize(model)
+    for name in _declined(model, origin, backend, profile):
+        if depth >= MAX_DEPTH:
+            return None
+        node = _find(model, name)
+        for _via, replacement in _candidates(model, node):
+            settled = _settle(_replaced(model, node, replacement), name, backend, profile,
+                              depth + 1)
+            if settled is not None:
+                model = settled
+                break
+        else:
+            return None
+    return model
+
+
+def _inside(name: str, origin: str) -> bool:
+    return name.startswith(origin + SEPARATOR)
+
+
+def _declined(model: onnx.ModelProto, origin: str | None, backend: Backend,
+              profile: HardwareProfile) -> list[str]:
+    """The names of the nodes (all, or those expanded from `origin`) the backend declines."""
+    graph = ir.from_proto(model).graph  # typed values, as partition sees them
+    return [node.name or "" for node in graph
+            if (origin is None or _inside(node.name or "", origin))
+            and not backend.supports(node, profile).supported]
+
+
+def _find(model: onnx.ModelProto, name: str) -> NodeProto:
+    found: NodeProto = next(n for n in model.graph.node if n.name == name)
+    return found
+
+
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every node named (placement and decomposition refer to nodes by name)."""
+    taken = {n.name for n in model.graph.node if n.name}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = _fresh(f"{node.op_type}_{index}", taken)
+    return model
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    candidate, k = name, 1
+    while candidate in taken:
+        candidate, k = f"{name}_{k}", k + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _candidates(model: onnx.ModelProto, node: NodeProto) -> list[tuple[str, list[NodeProto]]]:
+    """Replacements for `node`, best first: its ONNX function body, then xpuport's rule."""
+    found = []
+    body = function_body(model, node)
+    if body is not None:
+        found.append(("onnx-function", inline(node, body)))
+    rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+    if rule is not None:
+        nodes = rule(node, _types(model))
+        if nodes is not None:
+            found.append(("xpuport-rule", _prefixed(node, nodes)))
+    return found
+
+
+def function_body(model: onnx.ModelProto, node: NodeProto) -> FunctionProto | None:
+    """The body ONNX defines for `node` at the model's opset, static or context-dependent."""
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    opset = {o.domain or "": o.version for o in model.opset_import}.get(domain)
+    if opset is None:
+        return None
+    try:
+        # Any: onnx's stub for OpSchema omits the function-body methods it has at run time
+        schema: Any = defs.get_schema(node.op_type, opset, domain)
+    except defs.SchemaError:
+        return None
+    data = b""
+    static = _latest(schema.function_opset_versions, opset)
+    contextual = _latest(schema.context_dependent_function_opset_versions, opset)
+    if schema.has_function and static is not None:
+        data = schema.get_function_with_opset_version(static)
+    elif schema.has_context_dependent_function and contextual is not None:
+        types = _types(model)
+        inputs = [types.get(name, onnx.TypeProto()).SerializeToString() for name in node.input]
+        data = schema.get_context_dependent_function_with_opset_version(
+            contextual, _with_defaults(node, schema).SerializeToString(), inputs)
+    if not data:
+        return None
+    body = FunctionProto()
+    body.ParseFromString(data)
+    return body
+
+
+def _latest(versions: list[int], opset: int) -> int | None:
+    """The body ONNX applies at `opset`: the newest defined at or before it."""
+    return max((v for v in versions if v <= opset), default=None)
+
+
+def _types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    graph = model.graph
+    typed = {v.name: v.type for v in [*graph.input, *graph.value_info, *graph.output]}
+    for init in graph.initializer:
+        typed.setdefault(init.name, onnx.helper.make_tensor_type_proto(init.data_type,
+                                                                        list(init.dims)))
+    return typed
+
+
+def _with_defaults(node: NodeProto, schema: Any) -> NodeProto:
+    """`node` with its schema's default attributes made explicit (bodies refer to them)."""
+    filled = NodeProto()
+    filled.CopyFrom(node)
+    present = {a.name for a in node.attribute}
+    for name, formal in schema.attributes.items():
+        default = formal.default_value
+        if name not in present and default is not None and default.type:
+            attribute = filled.attribute.add()
+            attribute.CopyFrom(default)
+            attribute.name = name
+    return filled
+
+
+def inline(node: NodeProto, body: FunctionProto) -> list[NodeProto]:
+    """`body` instantiated for `node`: its formals bound to the node's values and attributes,
+    its inner values and nodes renamed under the node's name."""
+    schema_node = node
+    try:
+        schema = defs.get_schema(node.op_type, max(o.version for o in body.opset_import),
+                                 node.domain)
+        schema_node = _with_defaults(node, schema)
+    except (defs.SchemaError, ValueError):
+        pass
+    attributes = {a.name: a for a in schema_node.attribute}
+    names = dict(zip(body.input, node.input, strict=False))
+    names.update(zip(body.output, node.output, strict=False))
+    expanded = []
+    for inner in body.node:
+        copy = NodeProto()
+        copy.CopyFrom(inner)
+        copy.ClearField("attribute")
+        for attribute in inner.attribute:
+            bound = _bound(attribute, attributes)
+            if bound is not None:
+                copy.attribute.append(bound)
+        copy.input[:] = [_renamed(n, names, node) for n in inner.input]
+        copy.output[:] = [_renamed(n, names, node) for n in inner.output]
+        expanded.append(copy)
+    return _prefixed(node, expanded, rename_values=False)
+
+
+def _bound(attribute: AttributeProto, given: dict[str, AttributeProto]) -> AttributeProto | None:
+    if not attribute.ref_attr_name:
+        return attribute
+    actual = given.get(attribute.ref_attr_name)
+    if actual is None:
+        return None  # an optional attribute the node does not set
+    bound = AttributeProto()
+    bound.CopyFrom(actual)
+    bound.name = attribute.name
+    return bound
+
+
+def _renamed(name: str, names: dict[str, str], node: NodeProto) -> str:
+    if not name:
+        return ""
+    return names.get(name, f"{node.name}{SEPARATOR}{name}")
+
+
+def _prefixed(node: NodeProto, nodes: list[NodeProto], rename_values: bool = True
+              ) -> list[NodeProto]:
+    """Name the replacement's nodes (and, for rules, its inner values) under `node`."""
+    outer = {*node.input, *node.output}
+    for index, new in enumerate(nodes):
+        new.name = f"{node.name}{SEPARATOR}{new.op_type}_{index}"
+        if rename_values:
+            new.input[:] = [n if not n or n in outer else f"{node.name}{SEPARATOR}{n}"
+                            for n in new.input]
+            new.output[:] = [n if n in outer else f"{node.name}{SEPARATOR}{n}"
+                             for n in new.output]
+    return nodes
+
+
+def _replaced(model: onnx.ModelProto, node: NodeProto, nodes: list[NodeProto]
+              ) -> onnx.ModelProto:
+    """A copy of `model` with `node` replaced by `nodes` (in its place: order stays valid)."""
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    graph = result.graph
+    index = next(i for i, n in enumerate(graph.node) if n.name == node.name)
+    kept = [*graph.node[:index], *nodes, *graph.node[index + 1:]]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return result
