@@ -7,9 +7,9 @@ from typing import Any
 
 import onnx_ir as ir
 import tvm
-from tvm.relax.frontend.onnx import onnx_frontend
 
 from xpuport.backends.base import Support, TvmBackend, node_dtypes
+from xpuport.backends.tvm_import import importer_support
 from xpuport.hw_profiles import HardwareProfile
 
 _PROFILE_BY_MACHINE = {
@@ -20,12 +20,6 @@ _PROFILE_BY_MACHINE = {
 }
 
 
-def importable_ops() -> frozenset[str]:
-    """Ops of the default ONNX domain that TVM's importer has a converter for."""
-    # _get_convert_map is the importer's own table; no public accessor exists in TVM 0.27.
-    return frozenset(onnx_frontend._get_convert_map())
-
-
 class CpuBackend(TvmBackend):
     name = "cpu"
 
@@ -33,10 +27,9 @@ class CpuBackend(TvmBackend):
         return _PROFILE_BY_MACHINE.get(platform.machine().lower(), "generic/x86-64")
 
     def supports(self, node: ir.Node, profile: HardwareProfile) -> Support:
-        if node.domain not in ("", "ai.onnx"):
-            return Support.no(f"op domain '{node.domain}' has no TVM converter")
-        if node.op_type not in importable_ops():
-            return Support.no(f"TVM's ONNX importer has no converter for {node.op_type}")
+        imported = importer_support(node)
+        if not imported.supported:
+            return imported
         missing = sorted(node_dtypes(node) - set(profile.dtypes))
         if missing:
             return Support.no(f"dtype {', '.join(missing)} not in profile {profile.name}")

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import onnx_ir as ir
-
 from xpuport.backends.base import Backend
 from xpuport.conformance.cases import Case, describe, spec_cases
 from xpuport.conformance.evaluate import Outcome
@@ -87,11 +85,12 @@ def prepare_folder(request: ConformRequest, run_info: dict[str, Any]) -> set[str
     out, results = request.out, request.out / RESULTS_FILE
     if request.resume:
         previous = read_run(out)
-        for key in ("backend", "profile", "suite"):
-            if previous.get(key) != run_info[key]:
+        for key in ("backend", "profile", "suite", "fallback"):
+            if previous.get(key, False) != run_info[key]:
                 raise ResultsError(
                     f"{out} holds a run with {key} '{previous.get(key)}', not '{run_info[key]}'",
-                    "resume with the same --backend, --profile and --suite, or use a new --out")
+                    "resume with the same --backend, --profile, --suite and --fallback, or use "
+                    "a new --out")
         return {r.case for r in read_results(results)} if results.exists() else set()
     if results.exists():
         raise ResultsError(f"{out} already holds results of a run",
@@ -110,22 +109,8 @@ def run_info(backend: Backend, profile: HardwareProfile, request: ConformRequest
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": environment_versions(),
         "filters": {"ops": list(request.ops), "dtypes": list(request.dtypes)},
+        "fallback": request.options.fallback,
     }
-
-
-def declined_reason(case: Case, backend: Backend, profile: HardwareProfile) -> str:
-    """Why the backend (or the suite) declines the case; empty when it takes it."""
-    if case.declined:
-        return case.declined
-    try:
-        graph = ir.from_proto(case.onnx_model()).graph
-    except Exception as exc:  # noqa: BLE001  # onnx_ir rejects exotic models in many ways
-        return f"onnx_ir cannot read the model: {exc}"
-    for node in graph.all_nodes():
-        support = backend.supports(node, profile)
-        if not support.supported:
-            return f"{node.op_type}: {support.reason}"
-    return ""
 
 
 class Recorder:
@@ -144,7 +129,8 @@ class Recorder:
             errors.get("max_abs"), errors.get("max_rel"), errors.get("max_ulp"),
             errors.get("mismatch_ratio"), case.tolerance.to_json(), outcome.message,
             expectation.to_json() if expectation and status in ("xfail", "xpass") else None,
-            round(outcome.seconds, 4), describe(case))
+            round(outcome.seconds, 4),
+            {**describe(case), **({"placement": outcome.placement} if outcome.placement else {})})
         self.log.append(result)
         if self.on_result:
             self.on_result(result)
@@ -162,10 +148,9 @@ def conform(request: ConformRequest, backend: Backend, profile: HardwareProfile,
     record = Recorder(ResultsLog(request.out / RESULTS_FILE),
                       load_expectations(backend.name, request.expectations), on_result)
     runnable = []
-    for case in todo:
-        reason = declined_reason(case, backend, profile)
-        if reason:
-            record(case, Outcome(case.case_id, "unsupported", message=reason))
+    for case in todo:  # what the backend declines is found by the workers, after decomposition
+        if case.declined:
+            record(case, Outcome(case.case_id, "unsupported", message=case.declined))
         else:
             runnable.append(case)
     Runner(backend.name, profile.name, request.options, record,

@@ -1,16 +1,29 @@
-"""How a backend runs a batch of cases: TVM backends compile many cases into one module."""
+"""How a backend runs a batch of cases: TVM backends compile many cases into one module.
+
+Device-only (the default), a case is lowered as `compile` lowers a model (canonicalized,
+declined nodes decomposed where that makes them run on the backend), and a case the backend
+still declines is unsupported.
+With fallback, each case is compiled as `xpuport compile` compiles a model: decomposed,
+placed, the declined nodes run on the host; a case of which no node runs on the device is
+still unsupported.
+"""
 
 from __future__ import annotations
 
 import ctypes
+import json
 import math
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ml_dtypes
 import numpy as np
 import onnx
+import onnx_ir as ir
 import onnxruntime as ort
 import tvm
 from tvm import relax
@@ -21,24 +34,37 @@ from xpuport.conformance.cases import Case
 from xpuport.conformance.evaluate import error_text
 from xpuport.errors import PluginError, XpuportError
 from xpuport.hw_profiles import HardwareProfile
-from xpuport.lowering.artifact import flatten_outputs
+from xpuport.ir.canonicalize import canonicalize
+from xpuport.lowering.artifact import PLACEMENT, flatten_outputs
+from xpuport.lowering.decompose import decompose
 from xpuport.lowering.pipeline import lower
 from xpuport.lowering.to_relax import to_relax
 
 Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 
+@dataclass
+class Prepared:
+    """A batch made ready: runners by case id, and why the others are not."""
+
+    runners: dict[str, Runner] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # preparing failed: status error
+    unsupported: dict[str, str] = field(default_factory=dict)  # the backend declines: why
+    # device, host and decomposed node counts of a case, where lowering changed its graph
+    placements: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
 class Engine(ABC):
     """Prepares cases for one backend and profile, then runs them one by one."""
 
     @abstractmethod
-    def prepare(self, cases: Sequence[Case]) -> tuple[dict[str, Runner], dict[str, str]]:
-        """Runners by case id for what was prepared, and error messages for what was not."""
+    def prepare(self, cases: Sequence[Case]) -> Prepared:
+        """Runners for what was prepared; errors and declines for the rest."""
 
 
-def engine_for(backend: Backend, profile: HardwareProfile) -> Engine:
+def engine_for(backend: Backend, profile: HardwareProfile, fallback: bool = False) -> Engine:
     if isinstance(backend, TvmBackend):
-        return TvmEngine(backend, profile)
+        return FallbackEngine(backend, profile) if fallback else TvmEngine(backend, profile)
     if isinstance(backend, OrtBackend):
         return OrtEngine(backend, profile)
     raise PluginError(
@@ -52,17 +78,33 @@ class OrtEngine(Engine):
     def __init__(self, backend: OrtBackend, profile: HardwareProfile) -> None:
         self.backend, self.profile = backend, profile
 
-    def prepare(self, cases: Sequence[Case]) -> tuple[dict[str, Runner], dict[str, str]]:
-        runners: dict[str, Runner] = {}
-        errors: dict[str, str] = {}
+    def prepare(self, cases: Sequence[Case]) -> Prepared:
+        prepared = Prepared()
         for case in cases:
+            reason = declined(case.onnx_model(), self.backend, self.profile)
+            if reason:
+                prepared.unsupported[case.case_id] = reason
+                continue
             try:
                 session = self.backend.session(case.model, self.profile)
             except Exception as exc:  # noqa: BLE001  # onnxruntime raises its own types
-                errors[case.case_id] = error_text(exc)
+                prepared.errors[case.case_id] = error_text(exc)
                 continue
-            runners[case.case_id] = _ort_runner(session)
-        return runners, errors
+            prepared.runners[case.case_id] = _ort_runner(session)
+        return prepared
+
+
+def declined(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile) -> str:
+    """Why the backend declines some node of `model`: 'OP: reason'; empty when it takes all."""
+    try:
+        graph = ir.from_proto(model).graph
+    except Exception as exc:  # noqa: BLE001  # onnx_ir rejects exotic models in many ways
+        return f"onnx_ir cannot read the model: {exc}"
+    for node in graph.all_nodes():
+        support = backend.supports(node, profile)
+        if not support.supported:
+            return f"{node.op_type}: {support.reason}"
+    return ""
 
 
 def _ort_runner(session: Any) -> Runner:
@@ -112,24 +154,46 @@ class TvmEngine(Engine):
         self.backend, self.profile = backend, profile
         self.options = CompileOptions()
 
-    def prepare(self, cases: Sequence[Case]) -> tuple[dict[str, Runner], dict[str, str]]:
+    def prepare(self, cases: Sequence[Case]) -> Prepared:
         imported: dict[str, tuple[Any, list[str]]] = {}
-        errors: dict[str, str] = {}
-        runners: dict[str, Runner] = {}
+        prepared = Prepared()
         for case in cases:
             try:
-                model = case.onnx_model()
+                model = self._decomposed(case, prepared)
+                if model is None:
+                    continue
                 module = to_relax(model)
             except XpuportError as exc:
-                errors[case.case_id] = exc.message
+                prepared.errors[case.case_id] = exc.message
                 continue
             names = [i.name for i in model.graph.input]
             if len(module.functions) == 1:
                 imported[case.case_id] = (module["main"], names)
             else:  # main calls TIR functions of its module: it is built on its own
-                runners.update(self._build({case.case_id: (module, names)}, errors))
-        runners.update(self._build(imported, errors))
-        return runners, errors
+                prepared.runners.update(self._build({case.case_id: (module, names)},
+                                                    prepared.errors))
+        prepared.runners.update(self._build(imported, prepared.errors))
+        return prepared
+
+    def _decomposed(self, case: Case, prepared: Prepared) -> onnx.ModelProto | None:
+        """The case's graph as `compile` lowers a model (canonical, declined nodes decomposed
+        where that makes them run here), or None (recorded) when the backend declines it."""
+        model = canonicalize(case.onnx_model())
+        if all(node.op_type == "Constant" for node in model.graph.node):
+            prepared.unsupported[case.case_id] = (
+                "the graph folds to constants at compile time: nothing runs on the backend")
+            return None
+        reason = declined(model, self.backend, self.profile)
+        if not reason:
+            return model
+        model, done = decompose(model, self.backend, self.profile)
+        reason = declined(model, self.backend, self.profile)
+        if reason:
+            prepared.unsupported[case.case_id] = reason
+            return None
+        prepared.placements[case.case_id] = {"device": len(model.graph.node), "host": 0,
+                                             "decomposed": len(done)}
+        return model
 
     def _build(
         self, imported: dict[str, tuple[Any, list[str]]], errors: dict[str, str]
@@ -173,3 +237,50 @@ class TvmEngine(Engine):
             return list(flatten_outputs(vm[symbol](*args)))
 
         return run
+
+
+class FallbackEngine(Engine):
+    """Each case through `xpuport.compile`, into a scratch artifact: the lowering a user's
+    model gets, host regions included (slower: no batching)."""
+
+    def __init__(self, backend: TvmBackend, profile: HardwareProfile) -> None:
+        self.backend, self.profile = backend, profile
+        self.scratch = Path(tempfile.mkdtemp(prefix="xpuport-conform-"))
+        self.count = 0
+
+    def prepare(self, cases: Sequence[Case]) -> Prepared:
+        from xpuport.api import compile as compile_model
+
+        prepared = Prepared()
+        for case in cases:
+            self.count += 1
+            path = self.scratch / f"case-{self.count}.onnx"
+            path.write_bytes(case.model)
+            try:
+                artifact = compile_model(path, self.backend.name, self.profile.name,
+                                         self.scratch / f"case-{self.count}", use_cache=False)
+            except XpuportError as exc:
+                prepared.errors[case.case_id] = exc.message
+                continue
+            placement = json.loads((artifact.path / PLACEMENT).read_text())
+            counts = {place: sum(n["place"] == place for n in placement["nodes"])
+                      for place in ("device", "host")}
+            counts["decomposed"] = len(placement["decomposed"])
+            if counts["device"] == 0:
+                first = placement["nodes"][0] if placement["nodes"] else {"op": "", "reason": ""}
+                prepared.unsupported[case.case_id] = (
+                    f"no node runs on the device ({first['op']}: {first['reason']})")
+                continue
+            prepared.placements[case.case_id] = counts
+            prepared.runners[case.case_id] = _artifact_runner(artifact)
+        return prepared
+
+
+def _artifact_runner(artifact: Any) -> Runner:
+    names = [spec.name for spec in artifact.outputs]
+
+    def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        outputs = artifact.run(feeds)
+        return [outputs[name] for name in names]
+
+    return run

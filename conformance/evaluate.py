@@ -25,6 +25,7 @@ class Outcome:
     errors: dict[str, Any] | None = None
     message: str = ""
     seconds: float = 0.0
+    placement: dict[str, int] | None = None  # device/host/decomposed nodes, where it changed
 
 
 def evaluate(case: Case, run: Callable[[dict[str, np.ndarray]], list[np.ndarray]]) -> Outcome:

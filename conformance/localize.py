@@ -39,14 +39,15 @@ def localize(case: Case, engine: Engine) -> str:
     exposed = expose_all(model)
     probe = replace(case, case_id=f"{case.case_id}#probe", model=exposed.SerializeToString(),
                     golden="float64")
-    runners, errors = engine.prepare([probe])
-    if probe.case_id not in runners:
-        return f"could not localize: {errors.get(probe.case_id, 'not prepared')}"
-    actual = runners[probe.case_id](dict(case.feeds))
+    prepared = engine.prepare([probe])
+    if probe.case_id not in prepared.runners:
+        why = prepared.errors.get(probe.case_id) or prepared.unsupported.get(probe.case_id)
+        return f"could not localize: {why or 'not prepared'}"
+    actual = prepared.runners[probe.case_id](dict(case.feeds))
     expected = golden(probe)
     values = dict(zip([o.name for o in exposed.graph.output],
                       zip(actual, expected, output_dtypes(exposed), strict=True), strict=True))
-    budgets = list(accumulate(node_tolerances(model)))
+    budgets = list(accumulate(node_tolerances(model, case.dtype)))
     for node, budget in zip(model.graph.node, budgets, strict=True):
         for name in node.output:
             if name not in values:

@@ -23,11 +23,12 @@ from xpuport.ir.canonicalize import canonicalize
 from xpuport.ir.inspect import TensorSpec
 from xpuport.ir.load import load_model
 
-# (factory, input shape): small enough for the float64 reference evaluator
+# (factory, input shape, dtypes): small enough for the float64 reference evaluator. The
+# float16 encoder is what an NPU's matrix unit takes (float32 matmuls it declines).
 MODELS = {
-    "mlp": ("xpuport.benchmarks.models:mlp", (8, 64)),
-    "cnn": ("xpuport.benchmarks.models:small_cnn", (1, 3, 32, 32)),
-    "encoder": ("xpuport.benchmarks.models:encoder", (2, 16, 64)),
+    "mlp": ("xpuport.benchmarks.models:mlp", (8, 64), ("float32",)),
+    "cnn": ("xpuport.benchmarks.models:small_cnn", (1, 3, 32, 32), ("float32",)),
+    "encoder": ("xpuport.benchmarks.models:encoder", (2, 16, 64), ("float32", "float16")),
 }
 _ACCUMULATING = ("MatMul", "Gemm", "Conv", "ConvTranspose", "Softmax", "LayerNormalization")
 
@@ -41,32 +42,36 @@ def model_cases(names: Sequence[str] = ()) -> Iterator[Case]:
 
         raise ResultsError(f"unknown models {', '.join(unknown)}",
                            f"the models suite has {', '.join(MODELS)}")
-    for name, (factory, shape) in MODELS.items():
+    for name, (factory, shape, dtypes) in MODELS.items():
         if names and name not in names:
             continue
-        with tempfile.TemporaryDirectory() as folder:
-            path = export_module(load_factory(factory), [TensorSpec("x", shape, "float32")],
-                                 Path(folder) / f"{name}.onnx")
-            model = canonicalize(load_model(path))
-        feeds = {"x": np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)}
-        yield Case(f"{name}.float32", "models", name, "models", "float32",
-                   model.SerializeToString(), feeds, model_tolerance(model))
+        for dtype in dtypes:
+            module = load_factory(factory)
+            module = module.half() if dtype == "float16" else module
+            with tempfile.TemporaryDirectory() as folder:
+                path = export_module(module, [TensorSpec("x", shape, dtype)],
+                                     Path(folder) / f"{name}.onnx")
+                model = canonicalize(load_model(path))
+            feeds = {"x": np.random.default_rng(0).uniform(-1, 1, shape).astype(dtype)}
+            yield Case(f"{name}.{dtype}", "models", name, "models", dtype,
+                       model.SerializeToString(), feeds, model_tolerance(model, dtype))
 
 
-def model_tolerance(model: onnx.ModelProto) -> Tolerance:
-    rtol = sum(node_tolerances(model))
-    return Tolerance(rtol, rtol, f"sum over {len(model.graph.node)} nodes of their policy")
+def model_tolerance(model: onnx.ModelProto, dtype: str = "float32") -> Tolerance:
+    rtol = sum(node_tolerances(model, dtype))
+    return Tolerance(rtol, rtol, f"sum over {len(model.graph.node)} nodes of their {dtype} "
+                                 "policy")
 
 
-def node_tolerances(model: onnx.ModelProto) -> list[float]:
-    """Each node's policy rtol in float32, in graph order (the graph is sorted)."""
+def node_tolerances(model: onnx.ModelProto, dtype: str = "float32") -> list[float]:
+    """Each node's policy rtol in `dtype`, in graph order (the graph is sorted)."""
     kinds: dict[str, ToleranceKind] = {spec.op: spec.kind for spec in all_specs()}
     shapes = _shapes(model)
     found = []
     for node in model.graph.node:
         kind = kinds.get(node.op_type, "rounding")
         length = _accumulation(node, shapes) if node.op_type in _ACCUMULATING else 1
-        found.append(policy("accumulate" if length > 1 else kind, "float32", length).rtol)
+        found.append(policy("accumulate" if length > 1 else kind, dtype, length).rtol)
     return found
 
 

@@ -26,6 +26,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--xpuport-ops", default="", help="comma-separated ops")
     group.addoption("--xpuport-dtypes", default="", help="comma-separated dtypes")
     group.addoption("--xpuport-jobs", type=int, default=1, help="worker processes")
+    group.addoption("--xpuport-fallback", action="store_true",
+                    help="compile each case as `xpuport compile` does, host fallback included")
     group.addoption("--xpuport-out", help="results folder (default: a temporary one)")
     group.addoption("--xpuport-expectations", action="append", default=[],
                     help="extra expectations TOML file (repeatable)")
@@ -69,7 +71,8 @@ def xpuport_results(request: pytest.FixtureRequest) -> dict[str, CaseResult]:
     conform_request = ConformRequest(
         backend.name, out, profile.name, config.getoption("--xpuport-suite"),
         _names(config, "--xpuport-ops"), _names(config, "--xpuport-dtypes"),
-        options=RunOptions(jobs=config.getoption("--xpuport-jobs")),
+        options=RunOptions(jobs=config.getoption("--xpuport-jobs"),
+                           fallback=config.getoption("--xpuport-fallback")),
         expectations=tuple(Path(p) for p in config.getoption("--xpuport-expectations")))
     results = conform(conform_request, backend, profile)
     write_reports(out)

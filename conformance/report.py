@@ -71,7 +71,15 @@ def summarize(run: dict[str, Any], results: list[CaseResult]) -> dict[str, Any]:
         "xpass": [{"case": r.case, "op": r.op, "dtype": r.dtype, "expected": r.expected,
                    "message": r.message} for r in ordered if r.status == "xpass"],
         "tolerance_debt": _tolerance_debt(results),
+        "passes_by_lowering": lowering_counts(results),
     }
+
+
+def lowering_counts(results: list[CaseResult]) -> dict[str, int]:
+    """Of the passing cases: how many needed decomposition, how many ran nodes on the host."""
+    passed = [r.details.get("placement") or {} for r in results if r.status in ("pass", "xpass")]
+    return {"decomposed": sum(1 for p in passed if p.get("decomposed")),
+            "host": sum(1 for p in passed if p.get("host"))}
 
 
 def _dtype_key(dtype: str) -> tuple[int, str]:

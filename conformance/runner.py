@@ -33,10 +33,11 @@ class RunOptions:
     jobs: int = 1
     timeout: float = 120.0  # seconds one case may run; preparing a batch gets twice that
     batch_size: int = 32
+    fallback: bool = False  # compile each case as `xpuport compile` would, host regions too
 
 
 def worker_main(conn: Connection, backend_name: str, profile_name: str,
-                log_path: str | None = None) -> None:
+                log_path: str | None = None, fallback: bool = False) -> None:
     """A worker's loop: receive a batch, prepare it, run its cases, until told to stop."""
     if log_path is not None:  # TVM's and the kernels' own chatter goes to the run's log
         log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -48,7 +49,7 @@ def worker_main(conn: Connection, backend_name: str, profile_name: str,
     from xpuport.conformance.evaluate import evaluate
 
     backend = get_backend(backend_name)
-    engine = engine_for(backend, resolve_profile(backend, profile_name))
+    engine = engine_for(backend, resolve_profile(backend, profile_name), fallback)
     while True:
         try:
             batch: list[Case] | None = conn.recv()
@@ -57,13 +58,15 @@ def worker_main(conn: Connection, backend_name: str, profile_name: str,
         if batch is None:
             return
         conn.send(("prepare", None))
-        runners, errors = engine.prepare(batch)
+        prepared = engine.prepare(batch)
         for case in batch:
-            if case.case_id in errors:
-                conn.send(("outcome", Outcome(case.case_id, "error", message=errors[case.case_id])))
+            early = _not_run(case.case_id, prepared.errors, prepared.unsupported)
+            if early is not None:
+                conn.send(("outcome", early))
                 continue
             conn.send(("start", case.case_id))
-            outcome = evaluate(case, runners[case.case_id])
+            outcome = replace(evaluate(case, prepared.runners[case.case_id]),
+                              placement=prepared.placements.get(case.case_id))
             if outcome.status == "fail" and case.suite == "models":
                 from xpuport.conformance.localize import localize
 
@@ -71,6 +74,15 @@ def worker_main(conn: Connection, backend_name: str, profile_name: str,
                 outcome = replace(outcome, message=f"{outcome.message} {where}".strip())
             conn.send(("outcome", outcome))
         conn.send(("done", None))
+
+
+def _not_run(case_id: str, errors: dict[str, str], unsupported: dict[str, str]
+             ) -> Outcome | None:
+    if case_id in unsupported:
+        return Outcome(case_id, "unsupported", message=unsupported[case_id])
+    if case_id in errors:
+        return Outcome(case_id, "error", message=errors[case_id])
+    return None
 
 
 @dataclass
@@ -116,7 +128,7 @@ class Runner:
         parent, child = self.context.Pipe()
         process = self.context.Process(target=worker_main, daemon=True,
                                        args=(child, self.backend, self.profile,
-                                             self.log_path))
+                                             self.log_path, self.options.fallback))
         process.start()
         child.close()
         return _Worker(process, parent)

@@ -7,6 +7,7 @@ is, and placement sends it to the host. Each replacement is recorded, and its no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from onnx import AttributeProto, FunctionProto, NodeProto, defs
 from xpuport.backends.base import Backend
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.ir.canonicalize import canonicalize
-from xpuport.lowering.rules import RULES
+from xpuport.lowering.rules import RULES, GraphView
 
 MAX_DEPTH = 3  # function bodies of function bodies of ...: deep enough for ONNX's own
 SEPARATOR = "/"
@@ -36,15 +37,17 @@ class Decomposition:
 
 def decompose(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile
               ) -> tuple[onnx.ModelProto, list[Decomposition]]:
-    """`model` (canonical) with declined nodes expanded where the expansion runs wholly on
-    the backend; the result is canonical again."""
-    model = _named(model)
+    """`model` with declined nodes expanded where the expansion runs wholly on the backend;
+    each expansion is canonicalized (shapes inferred, constants folded and lifted)."""
+    # typed intermediate values: context-dependent function bodies are built from them
+    model = _named(onnx.shape_inference.infer_shapes(model))
     done: list[Decomposition] = []
     for name in _declined(model, None, backend, profile):
         node = _find(model, name)
+        promised = _output_types(model, node.output)
         for via, replacement in _candidates(model, node):
             settled = _settle(_replaced(model, node, replacement), name, backend, profile, 1)
-            if settled is not None:
+            if settled is not None and _output_types(settled, node.output) == promised:
                 model = settled
                 count = sum(1 for n in model.graph.node if _inside(n.name, name))
                 done.append(Decomposition(name, node.op_type, via, count))
@@ -70,6 +73,20 @@ def _settle(model: onnx.ModelProto, origin: str, backend: Backend, profile: Hard
         else:
             return None
     return model
+
+
+def _output_types(model: onnx.ModelProto, names: Sequence[str]) -> list[str]:
+    """The types inference gives `names`, the graph's declared output types set aside: an
+    expansion must compute what the node computed (ONNX's Celu body turns a 0-d input into
+    shape [1], for one)."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for output in probe.graph.output:
+        output.type.tensor_type.ClearField("shape")
+    del probe.graph.value_info[:]
+    graph = onnx.shape_inference.infer_shapes(probe).graph
+    typed = {v.name: v.type for v in [*graph.value_info, *graph.output]}
+    return [str(typed.get(name, "")) for name in names]
 
 
 def _inside(name: str, origin: str) -> bool:
@@ -115,7 +132,7 @@ def _candidates(model: onnx.ModelProto, node: NodeProto) -> list[tuple[str, list
         found.append(("onnx-function", inline(node, body)))
     rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
     if rule is not None:
-        nodes = rule(node, _types(model))
+        nodes = rule(node, GraphView(model))
         if nodes is not None:
             found.append(("xpuport-rule", _prefixed(node, nodes)))
     return found

@@ -1,16 +1,126 @@
 """xpuport's own decompositions: ONNX ops that have no function body and no TVM converter,
-rewritten as ONNX ops that do. A rule returns the replacement nodes, or None when it does not
-apply to this node (an attribute or type it does not handle). Inner value names are local:
-decompose.py renames them under the node's name.
+rewritten as ONNX ops that have one. A rule returns the replacement nodes, or None when it
+does not apply to this node (a dynamic shape, a non-constant axis). Its inner value names are
+local: decompose.py renames them under the node's name. Every rule is exact up to the
+rounding of the ops it uses, and each is checked against onnxruntime in the unit tests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import onnx
-from onnx import NodeProto
+from onnx import NodeProto, helper, numpy_helper
 
-Rule = Callable[[NodeProto, dict[str, onnx.TypeProto]], list[NodeProto] | None]
 
-RULES: dict[str, Rule] = {}
+class GraphView:
+    """What a rule may read of the graph around a node: static shapes, dtypes, constants."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        graph = model.graph
+        self.types = {v.name: v.type.tensor_type
+                      for v in [*graph.input, *graph.value_info, *graph.output]}
+        self.constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+
+    def shape(self, name: str) -> list[int] | None:
+        if name in self.constants:
+            return list(self.constants[name].shape)
+        found = self.types.get(name)
+        if found is None or not found.HasField("shape"):
+            return None
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in found.shape.dim]
+        return dims if all(d >= 0 for d in dims) else None
+
+    def dtype(self, name: str) -> int:
+        if name in self.constants:
+            return int(helper.np_dtype_to_tensor_dtype(self.constants[name].dtype))
+        found = self.types.get(name)
+        return int(found.elem_type) if found is not None else 0
+
+
+Rule = Callable[[NodeProto, GraphView], list[NodeProto] | None]
+
+
+def _attribute(node: NodeProto, name: str, default: int) -> int:
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return int(helper.get_attribute_value(attribute))
+    return default
+
+
+def _constant(name: str, value: np.ndarray) -> NodeProto:
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
+
+
+def lp_normalization(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
+    """x / ||x||_p along `axis` (p = 1 or 2), as the spec defines it (no epsilon)."""
+    p, axis = _attribute(node, "p", 2), _attribute(node, "axis", -1)
+    if p not in (1, 2):
+        return None
+    return [_constant("axes", np.array([axis], np.int64)),
+            helper.make_node("ReduceL1" if p == 1 else "ReduceL2", [node.input[0], "axes"],
+                             ["norm"], keepdims=1),
+            helper.make_node("Div", [node.input[0], "norm"], [node.output[0]])]
+
+
+def cum_prod(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
+    """out[j] = product of x[k] over the k a triangular mask keeps (exclusive and reverse move
+    the diagonal and flip it): Where(mask, x, 1) then ReduceProd, multiplied in order of k."""
+    shape = graph.shape(node.input[0])
+    if shape is None or not shape:
+        return None
+    axis_value = graph.constants.get(node.input[1])
+    if axis_value is None and len(shape) != 1:
+        return None  # the axis is computed at run time and the rank leaves a choice
+    axis = int(axis_value) % len(shape) if axis_value is not None else 0
+    size = shape[axis]
+    source, target = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    exclusive, reverse = _attribute(node, "exclusive", 0), _attribute(node, "reverse", 0)
+    keep = (source >= target if reverse else source <= target) & ~(
+        (source == target) if exclusive else np.zeros_like(source, bool))
+    mask_shape = [1] * (len(shape) + 1)
+    mask_shape[axis], mask_shape[axis + 1] = size, size
+    one = np.ones((), helper.tensor_dtype_to_np_dtype(graph.dtype(node.input[0])))
+    return [_constant("mask", keep.reshape(mask_shape)),
+            _constant("one", one),
+            _constant("at", np.array([axis + 1], np.int64)),
+            _constant("over", np.array([axis], np.int64)),
+            helper.make_node("Unsqueeze", [node.input[0], "at"], ["spread"]),
+            helper.make_node("Where", ["mask", "spread", "one"], ["kept"]),
+            helper.make_node("ReduceProd", ["kept", "over"], [node.output[0]], keepdims=0)]
+
+
+def reverse_sequence(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
+    """GatherElements along the time axis with idx[b, t] = t < len[b] ? len[b] - 1 - t : t."""
+    shape = graph.shape(node.input[0])
+    if shape is None or len(shape) < 2:
+        return None
+    batch_axis, time_axis = _attribute(node, "batch_axis", 1), _attribute(node, "time_axis", 0)
+    steps = np.arange(shape[time_axis], dtype=np.int64)
+    # lens and steps laid out on the (batch, time) plane in the order the axes have in x
+    lens_axis = [1] if batch_axis == 0 else [0]
+    steps_shape = [1, -1] if time_axis == 1 else [-1, 1]
+    plane = [shape[0], shape[1]]
+    return [_constant("lens_axis", np.array(lens_axis, np.int64)),
+            _constant("steps", steps.reshape(steps_shape)),
+            _constant("one", np.array(1, np.int64)),
+            _constant("plane", np.array(plane + [1] * (len(shape) - 2), np.int64)),
+            _constant("full", np.array(shape, np.int64)),
+            helper.make_node("Cast", [node.input[1]], ["lens64"], to=onnx.TensorProto.INT64),
+            helper.make_node("Unsqueeze", ["lens64", "lens_axis"], ["lens"]),
+            helper.make_node("Sub", ["lens", "one"], ["last"]),
+            helper.make_node("Sub", ["last", "steps"], ["reversed"]),
+            helper.make_node("Less", ["steps", "lens"], ["inside"]),
+            helper.make_node("Where", ["inside", "reversed", "steps"], ["index"]),
+            helper.make_node("Reshape", ["index", "plane"], ["index_plane"]),
+            helper.make_node("Expand", ["index_plane", "full"], ["indices"]),
+            helper.make_node("GatherElements", [node.input[0], "indices"], [node.output[0]],
+                             axis=time_axis)]
+
+
+RULES: dict[str, Rule] = {
+    "LpNormalization": lp_normalization,
+    "CumProd": cum_prod,
+    "ReverseSequence": reverse_sequence,
+}

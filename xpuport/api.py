@@ -176,8 +176,11 @@ def conform(
     dtypes: Sequence[str] = (),
     jobs: int = 1,
     resume: bool = False,
+    fallback: bool = False,
 ) -> dict[str, Any]:
-    """Run a conformance suite on a backend into `out`; returns report.json's content."""
+    """Run a conformance suite on a backend into `out`; returns report.json's content.
+
+    `fallback` compiles each case as `compile` does, declined nodes on the host."""
     from xpuport.conformance.conform import ConformRequest
     from xpuport.conformance.conform import conform as run_conformance
     from xpuport.conformance.report import summarize, write_documents
@@ -188,7 +191,7 @@ def conform(
     resolved = resolve_profile(impl, profile)
     folder = Path(out)
     request = ConformRequest(impl.name, folder, resolved.name, suite, tuple(ops), tuple(dtypes),
-                             resume, RunOptions(jobs=jobs))
+                             resume, RunOptions(jobs=jobs, fallback=fallback))
     results = run_conformance(request, impl, resolved)
     summary = summarize(read_run(folder), results)
     write_documents(folder, summary, results)

@@ -21,6 +21,7 @@ from xpuport.conformance.report import (
     diff,
     format_diff,
     load_run,
+    lowering_counts,
     pass_rate,
     summarize,
     write_documents,
@@ -52,6 +53,8 @@ def conform_command(
     timeout: Annotated[float, typer.Option(min=1, help="Seconds one case may run.")] = 120.0,
     output: Annotated[Path | None, typer.Option("--out", help="Results folder.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    fallback: Annotated[bool, typer.Option(
+        help="Compile each case as `xpuport compile` does: declined nodes on the host.")] = False,
     expectations: Annotated[
         list[Path] | None, typer.Option(help="Extra expectations TOML (repeatable).")
     ] = None,
@@ -68,7 +71,7 @@ def conform_command(
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = output or Path("out") / "conform" / f"{backend}-{suite}-{stamp}"
     request = ConformRequest(backend, folder, resolved.name, suite, _split(ops), _split(dtypes),
-                             resume, RunOptions(jobs=jobs, timeout=timeout),
+                             resume, RunOptions(jobs=jobs, timeout=timeout, fallback=fallback),
                              tuple(expectations or ()))
     results = _run_with_progress(request, impl, resolved, show=not as_json)
     summary = summarize(read_run(folder), results)
@@ -112,6 +115,10 @@ def _print_summary(results: list[CaseResult], folder: Path, paths: dict[str, Pat
     if rate is not None:
         out.print(f"pass rate {rate:.1%}: {passed} of {len(results) - counts['unsupported']} "
                   f"cases the backend takes ({passed / len(results):.1%} of all {len(results)})")
+    lowering = lowering_counts(results)
+    if lowering["decomposed"] or lowering["host"]:
+        out.print(f"of the passes, {lowering['decomposed']} needed decomposition and "
+                  f"{lowering['host']} ran some nodes on the host")
     failed = [r for r in results if r.status in FAILURES]
     if failed:
         shown = Table("case", "status", "max ulp", "message", title="unexpected failures")

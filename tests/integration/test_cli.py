@@ -216,19 +216,22 @@ def test_compile_never_overwrites_a_users_folder(model, tmp_path):
 
 
 def test_failed_compile_leaves_no_partial_artifact(tmp_path):
+    # an op of an unknown domain: neither TVM nor onnxruntime (the host) can run it
     graph = helper.make_graph(
-        [helper.make_node("CumProd", ["x", "axis"], ["y"])],
-        "cumprod",
+        [helper.make_node("Relu", ["x"], ["r"]),
+         helper.make_node("Mystery", ["r"], ["y"], domain="com.example")],
+        "mystery",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
-        [numpy_helper.from_array(np.array(0, np.int64), "axis")],
     )
-    path = tmp_path / "cumprod.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 26)]), path)
+    path = tmp_path / "mystery.onnx"
+    opsets = [helper.make_opsetid("", 20), helper.make_opsetid("com.example", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets), path)
     result = invoke("compile", path, "-o", tmp_path / "out")
     assert result.exit_code == 2 and "fix:" in result.output, result.output
+    assert "Mystery" in result.output
     assert not (tmp_path / "out").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["cumprod.onnx"]
+    assert [p.name for p in tmp_path.iterdir()] == ["mystery.onnx"]
 
 
 def test_console_script_prints_no_traceback(tmp_path):

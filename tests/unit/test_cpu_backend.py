@@ -10,7 +10,8 @@ import tvm
 from onnx import TensorProto, helper
 
 from xpuport.backends.base import node_dtypes
-from xpuport.backends.cpu import CpuBackend, importable_ops
+from xpuport.backends.cpu import CpuBackend
+from xpuport.backends.tvm_import import importable_ops
 from xpuport.hw_profiles import load_profile
 
 HOST = "generic/x86-64"

@@ -7,7 +7,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from xpuport.conformance.cases import Case
-from xpuport.conformance.engines import Engine
+from xpuport.conformance.engines import Engine, Prepared
 from xpuport.conformance.localize import expose_all, localize
 from xpuport.conformance.models_suite import model_tolerance
 
@@ -42,7 +42,7 @@ class _Corrupting(Engine):
 
             return run
 
-        return {c.case_id: runner_for(c) for c in cases}, {}
+        return Prepared(runners={c.case_id: runner_for(c) for c in cases})
 
 
 def _case():
