@@ -32,7 +32,7 @@ from xpuport.backends.base import Backend, CompileOptions, TvmBackend
 from xpuport.backends.ort import OrtBackend
 from xpuport.conformance.cases import Case
 from xpuport.conformance.evaluate import error_text
-from xpuport.errors import PluginError, XpuportError
+from xpuport.errors import PluginError
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.ir.canonicalize import canonicalize
 from xpuport.lowering.artifact import PLACEMENT, flatten_outputs
@@ -163,8 +163,8 @@ class TvmEngine(Engine):
                 if model is None:
                     continue
                 module = to_relax(model)
-            except XpuportError as exc:
-                prepared.errors[case.case_id] = exc.message
+            except Exception as exc:  # noqa: BLE001  # any failure is this case's error
+                prepared.errors[case.case_id] = error_text(exc)
                 continue
             names = [i.name for i in model.graph.input]
             if len(module.functions) == 1:
@@ -259,8 +259,8 @@ class FallbackEngine(Engine):
             try:
                 artifact = compile_model(path, self.backend.name, self.profile.name,
                                          self.scratch / f"case-{self.count}", use_cache=False)
-            except XpuportError as exc:
-                prepared.errors[case.case_id] = exc.message
+            except Exception as exc:  # noqa: BLE001  # any failure is this case's error
+                prepared.errors[case.case_id] = error_text(exc)
                 continue
             placement = json.loads((artifact.path / PLACEMENT).read_text())
             counts = {place: sum(n["place"] == place for n in placement["nodes"])

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from xpuport.errors import ModelFileError
 from xpuport.ir.canonicalize import default_opset
 
 
@@ -82,6 +83,12 @@ def iter_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
 
 
 def value_spec(value: onnx.ValueInfoProto) -> TensorSpec:
+    if value.type.WhichOneof("value") != "tensor_type" or not value.type.tensor_type.elem_type:
+        kind = value.type.WhichOneof("value") or "untyped"
+        raise ModelFileError(
+            f"graph input/output '{value.name}' has type {kind}, not a typed tensor",
+            "xpuport compiles graphs whose inputs and outputs are tensors: export the model "
+            "with tensor inputs and outputs")
     tensor_type = value.type.tensor_type
     dims: list[int | str] = []
     for index, dim in enumerate(tensor_type.shape.dim):

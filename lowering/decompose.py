@@ -134,7 +134,7 @@ def _candidates(model: onnx.ModelProto, node: NodeProto) -> list[tuple[str, list
     if rule is not None:
         nodes = rule(node, GraphView(model))
         if nodes is not None:
-            found.append(("xpuport-rule", _prefixed(node, nodes)))
+            found.append(("xpuport-rule", _prefixed(node, nodes)))  # values named by the rule
     return found
 
 
@@ -219,7 +219,7 @@ def inline(node: NodeProto, body: FunctionProto) -> list[NodeProto]:
         copy.input[:] = [_renamed(n, names, node) for n in inner.input]
         copy.output[:] = [_renamed(n, names, node) for n in inner.output]
         expanded.append(copy)
-    return _prefixed(node, expanded, rename_values=False)
+    return _prefixed(node, expanded)
 
 
 def _bound(attribute: AttributeProto, given: dict[str, AttributeProto]) -> AttributeProto | None:
@@ -240,17 +240,10 @@ def _renamed(name: str, names: dict[str, str], node: NodeProto) -> str:
     return names.get(name, f"{node.name}{SEPARATOR}{name}")
 
 
-def _prefixed(node: NodeProto, nodes: list[NodeProto], rename_values: bool = True
-              ) -> list[NodeProto]:
-    """Name the replacement's nodes (and, for rules, its inner values) under `node`."""
-    outer = {*node.input, *node.output}
+def _prefixed(node: NodeProto, nodes: list[NodeProto]) -> list[NodeProto]:
+    """Name the replacement's nodes under `node`."""
     for index, new in enumerate(nodes):
         new.name = f"{node.name}{SEPARATOR}{new.op_type}_{index}"
-        if rename_values:
-            new.input[:] = [n if not n or n in outer else f"{node.name}{SEPARATOR}{n}"
-                            for n in new.input]
-            new.output[:] = [n if n in outer else f"{node.name}{SEPARATOR}{n}"
-                             for n in new.output]
     return nodes
 
 

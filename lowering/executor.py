@@ -104,7 +104,7 @@ TVM_ALIGNMENT = 64  # what tvm.runtime.from_dlpack demands: its kernels assume a
 def to_device_tensor(array: np.ndarray, device: Any) -> tuple[Any, bool]:
     """The array as a TVM tensor on `device`, and whether it shares the array's memory."""
     array = np.asarray(array)
-    if (device.dlpack_device_type() == _CPU and array.flags.c_contiguous
+    if (device.dlpack_device_type() == _CPU and array.flags.c_contiguous and array.size
             and array.ctypes.data % TVM_ALIGNMENT == 0 and array.dtype.kind != "V"):
         return tvm.runtime.from_dlpack(array), True
     return tvm.runtime.tensor(np.asarray(array, order="C"), device), False

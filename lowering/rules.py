@@ -1,13 +1,15 @@
 """xpuport's own decompositions: ONNX ops that have no function body and no TVM converter,
 rewritten as ONNX ops that have one. A rule returns the replacement nodes, or None when it
-does not apply to this node (a dynamic shape, a non-constant axis). Its inner value names are
-local: decompose.py renames them under the node's name. Every rule is exact up to the
-rounding of the ops it uses, and each is checked against onnxruntime in the unit tests.
+does not apply to this node (a dynamic shape, a non-constant axis); it names its inner values
+under the node's name (`local`), so they never meet a name of the graph. Every rule is exact
+up to the rounding of the ops it uses, and each is checked against onnxruntime in the unit
+tests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import onnx
@@ -49,24 +51,30 @@ def _attribute(node: NodeProto, name: str, default: int) -> int:
     return default
 
 
+def local(node: NodeProto, name: str) -> str:
+    return f"{node.name}/{name}"
+
+
 def _constant(name: str, value: np.ndarray) -> NodeProto:
     return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
 
 
 def lp_normalization(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
     """x / ||x||_p along `axis` (p = 1 or 2), as the spec defines it (no epsilon)."""
+    v = partial(local, node)
     p, axis = _attribute(node, "p", 2), _attribute(node, "axis", -1)
     if p not in (1, 2):
         return None
-    return [_constant("axes", np.array([axis], np.int64)),
-            helper.make_node("ReduceL1" if p == 1 else "ReduceL2", [node.input[0], "axes"],
-                             ["norm"], keepdims=1),
-            helper.make_node("Div", [node.input[0], "norm"], [node.output[0]])]
+    return [_constant(v("axes"), np.array([axis], np.int64)),
+            helper.make_node("ReduceL1" if p == 1 else "ReduceL2", [node.input[0], v("axes")],
+                             [v("norm")], keepdims=1),
+            helper.make_node("Div", [node.input[0], v("norm")], [node.output[0]])]
 
 
 def cum_prod(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
     """out[j] = product of x[k] over the k a triangular mask keeps (exclusive and reverse move
     the diagonal and flip it): Where(mask, x, 1) then ReduceProd, multiplied in order of k."""
+    v = partial(local, node)
     shape = graph.shape(node.input[0])
     if shape is None or not shape:
         return None
@@ -82,17 +90,18 @@ def cum_prod(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
     mask_shape = [1] * (len(shape) + 1)
     mask_shape[axis], mask_shape[axis + 1] = size, size
     one = np.ones((), helper.tensor_dtype_to_np_dtype(graph.dtype(node.input[0])))
-    return [_constant("mask", keep.reshape(mask_shape)),
-            _constant("one", one),
-            _constant("at", np.array([axis + 1], np.int64)),
-            _constant("over", np.array([axis], np.int64)),
-            helper.make_node("Unsqueeze", [node.input[0], "at"], ["spread"]),
-            helper.make_node("Where", ["mask", "spread", "one"], ["kept"]),
-            helper.make_node("ReduceProd", ["kept", "over"], [node.output[0]], keepdims=0)]
+    return [_constant(v("mask"), keep.reshape(mask_shape)),
+            _constant(v("one"), one),
+            _constant(v("at"), np.array([axis + 1], np.int64)),
+            _constant(v("over"), np.array([axis], np.int64)),
+            helper.make_node("Unsqueeze", [node.input[0], v("at")], [v("spread")]),
+            helper.make_node("Where", [v("mask"), v("spread"), v("one")], [v("kept")]),
+            helper.make_node("ReduceProd", [v("kept"), v("over")], [node.output[0]], keepdims=0)]
 
 
 def reverse_sequence(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
     """GatherElements along the time axis with idx[b, t] = t < len[b] ? len[b] - 1 - t : t."""
+    v = partial(local, node)
     shape = graph.shape(node.input[0])
     if shape is None or len(shape) < 2:
         return None
@@ -102,20 +111,20 @@ def reverse_sequence(node: NodeProto, graph: GraphView) -> list[NodeProto] | Non
     lens_axis = [1] if batch_axis == 0 else [0]
     steps_shape = [1, -1] if time_axis == 1 else [-1, 1]
     plane = [shape[0], shape[1]]
-    return [_constant("lens_axis", np.array(lens_axis, np.int64)),
-            _constant("steps", steps.reshape(steps_shape)),
-            _constant("one", np.array(1, np.int64)),
-            _constant("plane", np.array(plane + [1] * (len(shape) - 2), np.int64)),
-            _constant("full", np.array(shape, np.int64)),
-            helper.make_node("Cast", [node.input[1]], ["lens64"], to=onnx.TensorProto.INT64),
-            helper.make_node("Unsqueeze", ["lens64", "lens_axis"], ["lens"]),
-            helper.make_node("Sub", ["lens", "one"], ["last"]),
-            helper.make_node("Sub", ["last", "steps"], ["reversed"]),
-            helper.make_node("Less", ["steps", "lens"], ["inside"]),
-            helper.make_node("Where", ["inside", "reversed", "steps"], ["index"]),
-            helper.make_node("Reshape", ["index", "plane"], ["index_plane"]),
-            helper.make_node("Expand", ["index_plane", "full"], ["indices"]),
-            helper.make_node("GatherElements", [node.input[0], "indices"], [node.output[0]],
+    return [_constant(v("lens_axis"), np.array(lens_axis, np.int64)),
+            _constant(v("steps"), steps.reshape(steps_shape)),
+            _constant(v("one"), np.array(1, np.int64)),
+            _constant(v("plane"), np.array(plane + [1] * (len(shape) - 2), np.int64)),
+            _constant(v("full"), np.array(shape, np.int64)),
+            helper.make_node("Cast", [node.input[1]], [v("lens64")], to=onnx.TensorProto.INT64),
+            helper.make_node("Unsqueeze", [v("lens64"), v("lens_axis")], [v("lens")]),
+            helper.make_node("Sub", [v("lens"), v("one")], [v("last")]),
+            helper.make_node("Sub", [v("last"), v("steps")], [v("reversed")]),
+            helper.make_node("Less", [v("steps"), v("lens")], [v("inside")]),
+            helper.make_node("Where", [v("inside"), v("reversed"), v("steps")], [v("index")]),
+            helper.make_node("Reshape", [v("index"), v("plane")], [v("index_plane")]),
+            helper.make_node("Expand", [v("index_plane"), v("full")], [v("indices")]),
+            helper.make_node("GatherElements", [node.input[0], v("indices")], [node.output[0]],
                              axis=time_axis)]
 
 

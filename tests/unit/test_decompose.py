@@ -1,0 +1,147 @@
+"""lowering/decompose.py: declined nodes become their ONNX function body (or an xpuport rule)
+only where every node of the replacement runs on the backend, computing the same values."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from xpuport.backends.base import Support
+from xpuport.backends.cpu import CpuBackend
+from xpuport.hw_profiles import load_profile
+from xpuport.ir.canonicalize import canonicalize
+from xpuport.lowering.decompose import decompose
+
+CPU, PROFILE = CpuBackend(), load_profile("generic/x86-64")
+RNG = np.random.default_rng(0)
+
+
+def _model(nodes, inputs, outputs, initializers=(), opset=20):
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(nodes, "g", [value(n, t, s) for n, t, s in inputs],
+                              [value(n, t, s) for n, t, s in outputs], list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _same_as_onnxruntime(original, decomposed, feeds):
+    expected = ort.InferenceSession(original.SerializeToString()).run(None, feeds)
+    actual = ort.InferenceSession(decomposed.SerializeToString()).run(None, feeds)
+    for a, e in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-6)
+
+
+def test_a_function_body_replaces_the_node_under_its_name():
+    model = _model([helper.make_node("Celu", ["x"], ["y"], name="c", alpha=2.0)],
+                   [("x", TensorProto.FLOAT, [3, 4])], [("y", TensorProto.FLOAT, [3, 4])])
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert [(d.node, d.op, d.via, d.nodes) for d in done] == [("c", "Celu", "onnx-function", 3)]
+    assert all(n.name.startswith("c/") for n in decomposed.graph.node)
+    _same_as_onnxruntime(model, decomposed, {"x": RNG.standard_normal((3, 4), np.float32)})
+
+
+def test_context_dependent_bodies_expand_again_where_needed():
+    # SoftmaxCrossEntropyLoss's body holds a NegativeLogLikelihoodLoss, itself a body
+    model = _model([helper.make_node("SoftmaxCrossEntropyLoss", ["s", "t"], ["loss"],
+                                     name="sce", reduction="mean")],
+                   [("s", TensorProto.FLOAT, [4, 5]), ("t", TensorProto.INT64, [4])],
+                   [("loss", TensorProto.FLOAT, [])], opset=13)
+    decomposed, done = decompose(model, CPU, PROFILE)
+    assert [d.op for d in done] == ["SoftmaxCrossEntropyLoss"]
+    ops = {n.op_type for n in decomposed.graph.node}
+    assert "NegativeLogLikelihoodLoss" not in ops and "LogSoftmax" in ops
+    feeds = {"s": RNG.standard_normal((4, 5), np.float32),
+             "t": np.array([0, 4, 2, 1], np.int64)}
+    _same_as_onnxruntime(model, decomposed, feeds)
+
+
+def test_an_expansion_that_changes_the_output_type_is_refused():
+    # ONNX's Celu body turns a 0-d input into shape [1]
+    model = _model([helper.make_node("Celu", ["x"], ["y"], name="c")],
+                   [("x", TensorProto.FLOAT, [])], [("y", TensorProto.FLOAT, [])])
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert done == [] and [n.op_type for n in decomposed.graph.node] == ["Celu"]
+
+
+class _DeclinesDiv(CpuBackend):
+    def supports(self, node, profile):
+        return Support.no("no Div here") if node.op_type == "Div" else super().supports(
+            node, profile)
+
+
+def test_an_expansion_with_a_node_the_backend_declines_is_not_taken():
+    model = _model([helper.make_node("Celu", ["x"], ["y"], name="c")],
+                   [("x", TensorProto.FLOAT, [3])], [("y", TensorProto.FLOAT, [3])])
+    decomposed, done = decompose(canonicalize(model), _DeclinesDiv(), PROFILE)
+    assert done == [] and [n.op_type for n in decomposed.graph.node] == ["Celu"]
+
+
+def _one(op, x_shape, extra=(), opset=20, **attributes):
+    inputs = [("x", TensorProto.FLOAT, list(x_shape))]
+    names = ["x"]
+    initializers = []
+    for name, value, as_input in extra:
+        names.append(name)
+        if as_input:
+            inputs.append((name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape)))
+        else:
+            initializers.append(numpy_helper.from_array(value, name))
+    return _model([helper.make_node(op, names, ["y"], name="n", **attributes)], inputs,
+                  [("y", TensorProto.FLOAT, None)], initializers, opset)
+
+
+@pytest.mark.parametrize(("p", "axis"), [(1, 1), (2, 0), (2, -1)])
+def test_the_lp_normalization_rule(p, axis):
+    model = _one("LpNormalization", (3, 4, 5), p=p, axis=axis)
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert [d.via for d in done] == ["xpuport-rule"]
+    _same_as_onnxruntime(model, decomposed, {"x": RNG.standard_normal((3, 4, 5), np.float32)})
+
+
+@pytest.mark.parametrize(("shape", "axis", "as_input", "exclusive", "reverse"), [
+    ((6,), 0, True, 0, 0), ((6,), 0, True, 1, 1), ((3, 4), 1, False, 1, 0),
+    ((3, 4), -2, False, 0, 1)])
+def test_the_cum_prod_rule_multiplies_in_order(shape, axis, as_input, exclusive, reverse):
+    axis_value = np.array(axis, np.int64)
+    model = _one("CumProd", shape, [("axis", axis_value, as_input)], opset=26,
+                 exclusive=exclusive, reverse=reverse)
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert [d.via for d in done] == ["xpuport-rule"]
+    x = RNG.uniform(0.5, 1.5, shape).astype(np.float32)
+    feeds = {"x": x, **({"axis": axis_value} if as_input else {})}
+    result = ort.InferenceSession(decomposed.SerializeToString()).run(None, feeds)[0]
+    moved = np.moveaxis(x, axis, -1)
+    moved = np.flip(moved, -1) if reverse else moved
+    ones = np.ones_like(moved[..., :1])
+    product = np.cumprod(np.concatenate([ones, moved[..., :-1]], -1) if exclusive else moved, -1)
+    expected = np.moveaxis(np.flip(product, -1) if reverse else product, -1, axis)
+    np.testing.assert_allclose(result, expected, rtol=1e-6)
+
+
+def test_cum_prod_with_a_computed_axis_and_a_choice_of_axes_is_left_alone():
+    model = _one("CumProd", (3, 4), [("axis", np.array(1, np.int64), True)], opset=26)
+    _, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert done == []
+
+
+@pytest.mark.parametrize(("batch_axis", "time_axis", "shape"), [(0, 1, (3, 5, 2)),
+                                                                 (1, 0, (5, 3))])
+def test_the_reverse_sequence_rule(batch_axis, time_axis, shape):
+    lens = np.array([5, 1, 3], np.int64)
+    model = _one("ReverseSequence", shape, [("lens", lens, True)], batch_axis=batch_axis,
+                 time_axis=time_axis)
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert [d.via for d in done] == ["xpuport-rule"]
+    _same_as_onnxruntime(model, decomposed,
+                         {"x": RNG.standard_normal(shape).astype(np.float32), "lens": lens})
+
+
+def test_a_model_without_declined_nodes_is_returned_as_it_is():
+    model = canonicalize(_model([helper.make_node("Relu", ["x"], ["y"], name="r")],
+                                [("x", TensorProto.FLOAT, [2])],
+                                [("y", TensorProto.FLOAT, [2])]))
+    decomposed, done = decompose(model, CPU, PROFILE)
+    assert done == [] and [n.op_type for n in decomposed.graph.node] == ["Relu"]
+    assert onnx.checker.check_model(decomposed) is None
