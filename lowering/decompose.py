@@ -44,6 +44,8 @@ def decompose(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile
     done: list[Decomposition] = []
     for name in _declined(model, None, backend, profile):
         node = _find(model, name)
+        if node is None:
+            continue  # folded away when an earlier expansion was canonicalized
         promised = _output_types(model, node.output)
         for via, replacement in _candidates(model, node):
             settled = _settle(_replaced(model, node, replacement), name, backend, profile, 1)
@@ -64,6 +66,8 @@ def _settle(model: onnx.ModelProto, origin: str, backend: Backend, profile: Hard
         if depth >= MAX_DEPTH:
             return None
         node = _find(model, name)
+        if node is None:
+            continue
         for _via, replacement in _candidates(model, node):
             settled = _settle(_replaced(model, node, replacement), name, backend, profile,
                               depth + 1)
@@ -102,9 +106,8 @@ def _declined(model: onnx.ModelProto, origin: str | None, backend: Backend,
             and not backend.supports(node, profile).supported]
 
 
-def _find(model: onnx.ModelProto, name: str) -> NodeProto:
-    found: NodeProto = next(n for n in model.graph.node if n.name == name)
-    return found
+def _find(model: onnx.ModelProto, name: str) -> NodeProto | None:
+    return next((n for n in model.graph.node if n.name == name), None)
 
 
 def _named(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -73,3 +73,22 @@ def test_softmax_rows_sum_to_one(tmp_path, profile):
     result = run(one_node("Softmax", {"x": [3, 40]}, [3, 40], axis=-1), tmp_path, {"x": x},
                  profile)
     assert np.allclose(result.astype(np.float64).sum(-1), 1.0, atol=40 * 2**-11)
+
+
+def test_group_normalization_reaches_the_npu_through_its_onnx_function_body(tmp_path):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    value = helper.make_tensor_value_info
+    scale = numpy_helper.from_array(RNG.standard_normal(6).astype(np.float32), "scale")
+    bias = numpy_helper.from_array(RNG.standard_normal(6).astype(np.float32), "bias")
+    graph = helper.make_graph(
+        [helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["n"], num_groups=3),
+         helper.make_node("Relu", ["n"], ["y"])], "g",
+        [value("x", TensorProto.FLOAT, [2, 6, 4])], [value("y", TensorProto.FLOAT, [2, 6, 4])],
+        [scale, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    x = RNG.standard_normal((2, 6, 4)).astype(np.float32)
+    result = run(model, tmp_path, {"x": x})  # strict: every node on the NPU
+    expected = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
