@@ -13,7 +13,9 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import shutil
 import tempfile
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -246,6 +248,8 @@ class FallbackEngine(Engine):
     def __init__(self, backend: TvmBackend, profile: HardwareProfile) -> None:
         self.backend, self.profile = backend, profile
         self.scratch = Path(tempfile.mkdtemp(prefix="xpuport-conform-"))
+        # removed when the worker ends normally; a killed worker leaves it to the OS's /tmp
+        weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)
         self.count = 0
 
     def prepare(self, cases: Sequence[Case]) -> Prepared:
