@@ -185,16 +185,14 @@ class TvmEngine(Engine):
             prepared.unsupported[case.case_id] = (
                 "the graph folds to constants at compile time: nothing runs on the backend")
             return None
-        reason = declined(model, self.backend, self.profile)
-        if not reason:
-            return model
         model, done = decompose(model, self.backend, self.profile)
         reason = declined(model, self.backend, self.profile)
         if reason:
             prepared.unsupported[case.case_id] = reason
             return None
-        prepared.placements[case.case_id] = {"device": len(model.graph.node), "host": 0,
-                                             "decomposed": len(done)}
+        if done:
+            prepared.placements[case.case_id] = {"device": len(model.graph.node), "host": 0,
+                                                 "decomposed": len(done)}
         return model
 
     def _build(
