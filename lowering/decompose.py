@@ -8,7 +8,7 @@ is, and placement sends it to the host. Each replacement is recorded, and its no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import onnx
@@ -29,10 +29,10 @@ class Decomposition:
     node: str
     op: str
     via: str  # "onnx-function" or "xpuport-rule"
-    nodes: int  # how many nodes replace it, after every nested expansion
+    members: tuple[str, ...]  # the nodes that replace it, after every nested expansion
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"node": self.node, "op": self.op, "via": self.via, "nodes": len(self.members)}
 
 
 def decompose(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile
@@ -42,34 +42,35 @@ def decompose(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile
     # typed intermediate values: context-dependent function bodies are built from them
     model = _named(onnx.shape_inference.infer_shapes(model))
     done: list[Decomposition] = []
-    for name in _declined(model, None, backend, profile):
+    for name in _declined(model, set(), backend, profile):
         node = _find(model, name)
         if node is None:
             continue  # folded away when an earlier expansion was canonicalized
         promised = _output_types(model, node.output)
+        known = {n.name for n in model.graph.node} - {name}  # what the expansion adds is new
         for via, replacement in _candidates(model, node):
-            settled = _settle(_replaced(model, node, replacement), name, backend, profile, 1)
+            settled = _settle(_replaced(model, node, replacement), known, backend, profile, 1)
             if settled is not None and _output_types(settled, node.output) == promised:
                 model = settled
-                count = sum(1 for n in model.graph.node if _inside(n.name, name))
-                done.append(Decomposition(name, node.op_type, via, count))
+                members = tuple(n.name for n in model.graph.node if n.name not in known)
+                done.append(Decomposition(name, node.op_type, via, members))
                 break
     return model, done
 
 
-def _settle(model: onnx.ModelProto, origin: str, backend: Backend, profile: HardwareProfile,
-            depth: int) -> onnx.ModelProto | None:
-    """Fold the expansion of `origin`, then expand what the backend still declines in it;
-    None when some node of it can be neither run nor expanded."""
+def _settle(model: onnx.ModelProto, known: set[str], backend: Backend,
+            profile: HardwareProfile, depth: int) -> onnx.ModelProto | None:
+    """Fold an expansion (the nodes not `known`), then expand what the backend still declines
+    in it; None when some node of it can be neither run nor expanded."""
     model = canonicalize(model)
-    for name in _declined(model, origin, backend, profile):
+    for name in _declined(model, known, backend, profile):
         if depth >= MAX_DEPTH:
             return None
         node = _find(model, name)
         if node is None:
             continue
         for _via, replacement in _candidates(model, node):
-            settled = _settle(_replaced(model, node, replacement), name, backend, profile,
+            settled = _settle(_replaced(model, node, replacement), known, backend, profile,
                               depth + 1)
             if settled is not None:
                 model = settled
@@ -93,17 +94,12 @@ def _output_types(model: onnx.ModelProto, names: Sequence[str]) -> list[str]:
     return [str(typed.get(name, "")) for name in names]
 
 
-def _inside(name: str, origin: str) -> bool:
-    return name.startswith(origin + SEPARATOR)
-
-
-def _declined(model: onnx.ModelProto, origin: str | None, backend: Backend,
+def _declined(model: onnx.ModelProto, known: set[str], backend: Backend,
               profile: HardwareProfile) -> list[str]:
-    """The names of the nodes (all, or those expanded from `origin`) the backend declines."""
+    """The names of the nodes, other than the `known` ones, that the backend declines."""
     graph = ir.from_proto(model).graph  # typed values, as partition sees them
     return [node.name or "" for node in graph
-            if (origin is None or _inside(node.name or "", origin))
-            and not backend.supports(node, profile).supported]
+            if (node.name or "") not in known and not backend.supports(node, profile).supported]
 
 
 def _find(model: onnx.ModelProto, name: str) -> NodeProto | None:
@@ -158,7 +154,7 @@ def function_body(model: onnx.ModelProto, node: NodeProto) -> FunctionProto | No
     if schema.has_function and static is not None:
         data = schema.get_function_with_opset_version(static)
     elif schema.has_context_dependent_function and contextual is not None:
-        types = _types(model)
+        types = GraphView(model).types
         inputs = [types.get(name, onnx.TypeProto()).SerializeToString() for name in node.input]
         data = schema.get_context_dependent_function_with_opset_version(
             contextual, _with_defaults(node, schema).SerializeToString(), inputs)
@@ -172,15 +168,6 @@ def function_body(model: onnx.ModelProto, node: NodeProto) -> FunctionProto | No
 def _latest(versions: list[int], opset: int) -> int | None:
     """The body ONNX applies at `opset`: the newest defined at or before it."""
     return max((v for v in versions if v <= opset), default=None)
-
-
-def _types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
-    graph = model.graph
-    typed = {v.name: v.type for v in [*graph.input, *graph.value_info, *graph.output]}
-    for init in graph.initializer:
-        typed.setdefault(init.name, onnx.helper.make_tensor_type_proto(init.data_type,
-                                                                        list(init.dims)))
-    return typed
 
 
 def _with_defaults(node: NodeProto, schema: Any) -> NodeProto:

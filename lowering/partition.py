@@ -18,7 +18,7 @@ import onnx_ir as ir
 from xpuport.backends.base import Backend
 from xpuport.errors import UnsupportedOpError
 from xpuport.hw_profiles import HardwareProfile
-from xpuport.lowering.decompose import SEPARATOR, Decomposition, decompose
+from xpuport.lowering.decompose import Decomposition, decompose
 
 Place = Literal["device", "host"]
 
@@ -76,7 +76,8 @@ def place(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile
 def partition(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile,
               decompositions: tuple[Decomposition, ...] = ()) -> Placement:
     """Place every top-level node of the (topologically sorted) canonical `model`."""
-    origins = {d.node: f"{d.op} '{d.node}' ({d.via})" for d in decompositions}
+    origins = {member: f"{d.op} '{d.node}' ({d.via})" for d in decompositions
+               for member in d.members}
     graph = ir.from_proto(model).graph
     region_of: dict[str, int] = {}  # value name -> region index of its producer
     placed = []
@@ -92,8 +93,8 @@ def partition(model: onnx.ModelProto, backend: Backend, profile: HardwareProfile
                 region_of[value.name] = region
         name = node.name or f"{node.op_type}_{index}"
         reason = support.reason or ("supported" if support.supported else "declined")
-        origin = origins.get(name.split(SEPARATOR, 1)[0], "") if SEPARATOR in name else ""
-        placed.append(NodePlacement(name, node.op_type, region, place, reason, origin))
+        placed.append(NodePlacement(name, node.op_type, region, place, reason,
+                                    origins.get(name, "")))
     return Placement(backend.name, profile.name, _compacted(placed), decompositions)
 
 

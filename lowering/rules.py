@@ -21,24 +21,23 @@ class GraphView:
 
     def __init__(self, model: onnx.ModelProto) -> None:
         graph = model.graph
-        self.types = {v.name: v.type.tensor_type
-                      for v in [*graph.input, *graph.value_info, *graph.output]}
+        self.types = {v.name: v.type for v in [*graph.input, *graph.value_info, *graph.output]}
+        for init in graph.initializer:
+            self.types.setdefault(init.name, helper.make_tensor_type_proto(init.data_type,
+                                                                           list(init.dims)))
         self.constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
 
     def shape(self, name: str) -> list[int] | None:
-        if name in self.constants:
-            return list(self.constants[name].shape)
         found = self.types.get(name)
-        if found is None or not found.HasField("shape"):
+        if found is None or not found.tensor_type.HasField("shape"):
             return None
-        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in found.shape.dim]
+        dims = [d.dim_value if d.HasField("dim_value") else -1
+                for d in found.tensor_type.shape.dim]
         return dims if all(d >= 0 for d in dims) else None
 
     def dtype(self, name: str) -> int:
-        if name in self.constants:
-            return int(helper.np_dtype_to_tensor_dtype(self.constants[name].dtype))
         found = self.types.get(name)
-        return int(found.elem_type) if found is not None else 0
+        return int(found.tensor_type.elem_type) if found is not None else 0
 
 
 Rule = Callable[[NodeProto, GraphView], list[NodeProto] | None]

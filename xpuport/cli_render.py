@@ -18,7 +18,7 @@ def print_placement(console: Console, placement: Placement) -> None:
         expanded = Table(Column("node", no_wrap=True), "op", "into nodes", "through",
                          title="declined nodes decomposed into nodes the backend takes")
         for item in placement.decompositions:
-            expanded.add_row(item.node, item.op, str(item.nodes), item.via)
+            expanded.add_row(item.node, item.op, str(len(item.members)), item.via)
         console.print(expanded)
     if not placement.fallback:
         console.print("every node runs on the device")

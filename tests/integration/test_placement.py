@@ -138,3 +138,16 @@ def test_an_artifact_holds_its_placement_under_its_digest(tmp_path):
     assert placement["nodes"] == [{"node": "relu", "op": "Relu", "region": 0, "place": "device",
                                    "reason": "supported"}]
     assert PLACEMENT in json.loads((tmp_path / "a" / MANIFEST).read_text())["files"]
+
+
+def test_the_origin_of_decomposed_nodes_survives_exporter_names_with_slashes(tmp_path):
+    # the legacy torch exporter names nodes like /encoder/Celu
+    path = _save(tmp_path, [helper.make_node("Celu", ["x"], ["a"], name="/encoder/Celu"),
+                            helper.make_node("Celu", ["a"], ["y"], name="/encoder/Celu/x")],
+                 "slashes.onnx")
+    placement = json.loads(runner.invoke(app, ["inspect", str(path), "--backend", "cpu",
+                                               "--json"]).output)["placement"]
+    origins = {n["node"]: n.get("origin") for n in placement["nodes"]}
+    assert origins["/encoder/Celu/Div_1"] == "Celu '/encoder/Celu' (onnx-function)"
+    assert origins["/encoder/Celu/x/Div_1"] == "Celu '/encoder/Celu/x' (onnx-function)"
+    assert [d["node"] for d in placement["decomposed"]] == ["/encoder/Celu", "/encoder/Celu/x"]
