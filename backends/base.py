@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import onnx_ir as ir
@@ -44,6 +45,8 @@ class CompileOptions:
 
     opt_level: int = 3
     inline_functions: bool = False
+    # Route MatMul/Gemm/Conv to the backend's libraries (BLAS, oneDNN, cuBLAS, cuDNN).
+    library: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.opt_level <= 3:
@@ -92,6 +95,16 @@ class TvmBackend(Backend):
     @abstractmethod
     def device(self) -> Any:
         """The tvm.runtime.Device outputs are computed on."""
+
+    def package(self, executable: Any, profile: HardwareProfile) -> dict[str, bytes]:
+        """Files to ship beside a built library in the artifact (prebuilt device code)."""
+        return {}
+
+    def prepare_runtime(self, folder: Path | None = None) -> None:
+        """Make what built code calls at run time present: library kernels, loaders, and
+        the packaged files of the artifact in `folder` (None: code built in this process).
+
+        Called before each VM is created, so heavy runtimes load only when something runs."""
 
 
 def node_dtypes(node: ir.Node) -> set[str]:

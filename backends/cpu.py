@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import onnx_ir as ir
 import tvm
 
-from xpuport.backends.base import Support, TvmBackend, node_dtypes
-from xpuport.backends.tvm_import import importer_support
+from xpuport.backends import host_kernels
+from xpuport.backends.base import CompileOptions, Support, TvmBackend
+from xpuport.backends.tvm_import import lowering_support
 from xpuport.hw_profiles import HardwareProfile
+from xpuport.lowering.library import dispatch_pass
 
 _PROFILE_BY_MACHINE = {
     "x86_64": "generic/x86-64",
@@ -27,19 +31,19 @@ class CpuBackend(TvmBackend):
         return _PROFILE_BY_MACHINE.get(platform.machine().lower(), "generic/x86-64")
 
     def supports(self, node: ir.Node, profile: HardwareProfile) -> Support:
-        imported = importer_support(node)
-        if not imported.supported:
-            return imported
-        missing = sorted(node_dtypes(node) - set(profile.dtypes))
-        if missing:
-            return Support.no(f"dtype {', '.join(missing)} not in profile {profile.name}")
-        return Support.yes()
+        return lowering_support(node, profile)
 
     def target(self, profile: HardwareProfile) -> Any:
         return tvm.target.Target(dict(profile.target))
 
+    def passes(self, profile: HardwareProfile, options: CompileOptions) -> Sequence[Any]:
+        return [dispatch_pass(host_kernels.host_libraries())] if options.library else []
+
     def device(self) -> Any:
         return tvm.cpu(0)
+
+    def prepare_runtime(self, folder: Path | None = None) -> None:
+        host_kernels.register()
 
     def is_available(self) -> bool:
         return True

@@ -12,7 +12,8 @@ from functools import cache
 import onnx_ir as ir
 from tvm.relax.frontend.onnx import onnx_frontend
 
-from xpuport.backends.base import Support
+from xpuport.backends.base import Support, node_dtypes
+from xpuport.hw_profiles import HardwareProfile
 
 _REDUCES = ("ReduceMax", "ReduceMin", "ReduceSum", "ReduceMean", "ReduceProd",
             "ReduceLogSumExp", "ReduceLogSum", "ReduceSumSquare", "ReduceL1", "ReduceL2")
@@ -97,3 +98,14 @@ def _normalizes_last_axis(node: ir.Node) -> bool:
 def _dtype(node: ir.Node) -> str:
     value = node.inputs[0] if node.inputs else None
     return value.dtype.numpy().name if value is not None and value.dtype is not None else ""
+
+
+def lowering_support(node: ir.Node, profile: HardwareProfile) -> Support:
+    """What a plain TVM backend takes: anything the importer converts, in the profile's dtypes."""
+    imported = importer_support(node)
+    if not imported.supported:
+        return imported
+    missing = sorted(node_dtypes(node) - set(profile.dtypes))
+    if missing:
+        return Support.no(f"dtype {', '.join(missing)} not in profile {profile.name}")
+    return Support.yes()

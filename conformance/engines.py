@@ -212,6 +212,7 @@ class TvmEngine(Engine):
             half = len(items) // 2
             return {**self._build(dict(items[:half]), errors),
                     **self._build(dict(items[half:]), errors)}
+        self.backend.prepare_runtime()
         vm = relax.VirtualMachine(executable, self.backend.device())
         return {case_id: self._runner(vm, symbols[case_id], names)
                 for case_id, (_, names) in imported.items()}

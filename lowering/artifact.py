@@ -27,6 +27,7 @@ from xpuport.lowering.executor import (
     to_device_tensor,
     to_host_array,
 )
+from xpuport.lowering.library import missing_functions
 from xpuport.lowering.signature import check_inputs
 
 FORMAT_VERSION = 2  # 2: placement.json
@@ -185,6 +186,17 @@ def _check_files(artifact_dir: Path, files: Mapping[str, str]) -> None:
         )
 
 
+def _check_library_kernels(artifact_dir: Path, manifest: Mapping[str, Any]) -> None:
+    """An artifact that calls library kernels runs only where they are registered."""
+    missing = missing_functions(manifest.get("library_calls", {}))
+    if missing:
+        raise DeviceUnavailableError(
+            f"{artifact_dir} calls library kernels this machine lacks: {', '.join(missing)}",
+            "install the library they name (xpuport.<device>.<library>.<op>), or recompile "
+            "here (without a library: `xpuport compile --no-library`)",
+        )
+
+
 class Artifact:
     """A verified artifact directory. `run` needs the backend's device on this machine."""
 
@@ -224,6 +236,8 @@ class Artifact:
                 "not present on this machine",
                 "run it on a machine with that device, or compile for --backend cpu",
             )
+        backend.prepare_runtime(self.path)
+        _check_library_kernels(self.path, self.manifest)
         return backend
 
     @cached_property

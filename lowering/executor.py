@@ -45,6 +45,7 @@ class RegionExecutor:
                  backend: TvmBackend) -> None:
         self.regions = list(regions)
         self.device = backend.device()
+        backend.prepare_runtime(folder)
         self.runners: dict[int, Any] = {}
         for region in self.regions:
             path = str(folder / region["file"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from xpuport.lowering.artifact import (
     staged_directory,
     write_artifact,
 )
+from xpuport.lowering.library import library_calls
 from xpuport.lowering.partition import Placement, check_fallback, place
 from xpuport.lowering.pipeline import build
 from xpuport.lowering.regions import build_regions
@@ -114,6 +116,10 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     started = time.perf_counter()
     libraries, blobs, regions = _build(canonical, placement, backend_impl, resolved, opts)
     blobs[GRAPH] = canonical.SerializeToString()
+    for executable in libraries.values():
+        blobs.update(backend_impl.package(executable, resolved))
+    calls = _library_calls(libraries.values())
+    placement_json["library_calls"] = calls
     fields = {
         "backend": backend_impl.name,
         "backend_cache_key": backend_key,
@@ -127,6 +133,7 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
         "compile_seconds": round(time.perf_counter() - started, 3),
         "fallback": fallback,
         "decomposed": placement_json["decomposed"],
+        "library_calls": calls,
         **({"regions": regions} if regions else {}),
     }
     step("write")
@@ -150,6 +157,14 @@ def _build(
     if not placement.fallback:
         return {LIBRARY: build(model, backend, profile, options)}, {}, []
     return build_regions(model, placement, backend, profile, options)
+
+
+def _library_calls(executables: Iterable[Any]) -> dict[str, int]:
+    """Kernel name -> call sites, over every device library of the artifact."""
+    total: Counter[str] = Counter()
+    for executable in executables:
+        total.update(library_calls(executable))
+    return dict(sorted(total.items()))
 
 
 def _deliver(cached: Path, out: Path | None) -> Artifact:

@@ -221,6 +221,9 @@ def compile_command(
     profile: Annotated[str | None, typer.Option(help="Hardware profile name or .toml.")] = None,
     opt_level: Annotated[int, typer.Option(help="TVM optimization level 0..3.")] = 3,
     cache: Annotated[bool, typer.Option(help="Use the compile cache.")] = True,
+    library: Annotated[
+        bool, typer.Option(help="Route MatMul/Gemm/Conv to the backend's libraries.")
+    ] = True,
     strict: Annotated[bool, typer.Option(help="Refuse any fallback to the host.")] = False,
     max_fallback: Annotated[
         int | None, typer.Option(min=0, help="Refuse more host-fallback nodes than this.")
@@ -228,7 +231,7 @@ def compile_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Compile an ONNX model for a backend into an artifact directory."""
-    options = CompileOptions(opt_level=opt_level)
+    options = CompileOptions(opt_level=opt_level, library=library)
     with compile_progress(enabled=not as_json) as display:
         artifact = api.compile(
             model,
@@ -260,6 +263,7 @@ def compile_command(
         "fallback": manifest.get("fallback", []),
         "decomposed": manifest.get("decomposed", []),
         "regions": len(manifest.get("regions", [])) or 1,
+        "library_calls": manifest.get("library_calls", {}),
     }
     if as_json:
         return emit_json(data)
@@ -268,6 +272,8 @@ def compile_command(
         f"compiled {model} for {manifest['backend']} ({manifest['profile']}) {origin}"
         f" → {artifact.path}"
     )
+    for function, sites in data["library_calls"].items():
+        out.print(f"library: {sites} call(s) of {function}")
     for item in data["decomposed"]:
         out.print(f"decomposed {item['node']} ({item['op']}) into {item['nodes']} node(s) "
                   f"through its {_VIA[item['via']]}", soft_wrap=True)

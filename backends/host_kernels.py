@@ -1,0 +1,82 @@
+"""Library kernels for the host CPU: numpy's BLAS for matmul, torch's oneDNN for conv2d.
+
+numpy is always present, so matmul always has a library. conv2d goes to torch when it is
+installed (oneDNN's direct convolutions) and to numpy's BLAS through im2col otherwise. Every
+kernel reads and writes TVM's tensors in place through DLPack: no copy on the way in or out.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cache
+from typing import Any
+
+import numpy as np
+import tvm_ffi
+from numpy.lib.stride_tricks import sliding_window_view
+
+from xpuport.lowering.library import Library
+
+_FLOATS = frozenset({"float32", "float64"})
+
+
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def host_libraries() -> list[Library]:
+    """What the CPU backend dispatches on this machine: the fastest library present per op."""
+    conv = "torch" if torch_installed() else "numpy"
+    return [
+        Library("cpu", "numpy", "matmul", _FLOATS),
+        Library("cpu", conv, "conv2d", frozenset({"float32"}) if conv == "torch" else _FLOATS),
+    ]
+
+
+@cache
+def register() -> None:
+    """Register the kernels this process can run (torch's only where torch is installed)."""
+    tvm_ffi.register_global_func("xpuport.cpu.numpy.matmul", _numpy_matmul, override=True)
+    tvm_ffi.register_global_func("xpuport.cpu.numpy.conv2d", _numpy_conv2d, override=True)
+    if importlib.util.find_spec("torch") is not None:
+        tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d", torch_conv2d_into, override=True)
+
+
+def _numpy_matmul(a: Any, b: Any, out: Any) -> None:
+    np.matmul(np.from_dlpack(a), np.from_dlpack(b), out=np.from_dlpack(out))
+
+
+def _numpy_conv2d(x: Any, w: Any, *attributes_out: Any) -> None:
+    """im2col through a strided view, then one BLAS contraction per group."""
+    *attributes, out = attributes_out  # call_dps_packed appends the output
+    sh, sw, top, left, bottom, right, dh, dw, groups = attributes
+    data, weight, result = np.from_dlpack(x), np.from_dlpack(w), np.from_dlpack(out)
+    padded = np.pad(data, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    kh, kw = weight.shape[2:]
+    window = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    oh, ow = result.shape[2:]
+    patches = sliding_window_view(padded, window, axis=(2, 3))
+    patches = patches[:, :, : oh * sh : sh, : ow * sw : sw, ::dh, ::dw]  # N C OH OW KH KW
+    in_group, out_group = weight.shape[1], weight.shape[0] // groups
+    for g in range(groups):
+        columns = patches[:, g * in_group : (g + 1) * in_group]
+        kernel = weight[g * out_group : (g + 1) * out_group]
+        result[:, g * out_group : (g + 1) * out_group] = np.tensordot(
+            columns, kernel, axes=([1, 4, 5], [1, 2, 3])
+        ).transpose(0, 3, 1, 2)
+
+
+def torch_conv2d_into(x: Any, w: Any, *attributes_out: Any) -> None:
+    """torch's conv2d on whatever device the tensors are on (oneDNN, cuDNN, MIOpen)."""
+    import torch
+    import torch.nn.functional as F  # torch's own convention
+
+    *attributes, out = attributes_out  # call_dps_packed appends the output
+    sh, sw, top, left, bottom, right, dh, dw, groups = attributes
+    data = torch.from_dlpack(x)
+    if (top, left) != (bottom, right):  # torch pads symmetrically: pad the rest explicitly
+        data = F.pad(data, (left, right, top, bottom))
+        top = left = 0
+    with torch.no_grad():
+        result = F.conv2d(data, torch.from_dlpack(w), None, (sh, sw), (top, left), (dh, dw), groups)
+    torch.from_dlpack(out).copy_(result)

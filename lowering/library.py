@@ -1,0 +1,108 @@
+"""Library dispatch: route a Relax module's heavy ops to vendor libraries through packed functions.
+
+A backend names, per op, the library that runs it (`Library`); this pass rewrites each eligible
+call into `R.call_dps_packed("xpuport.<device>.<library>.<op>", args, out)` and leaves every
+other op to TVM, which generates and fuses it. The kernels themselves are Python packed
+functions registered under those names (backends/host_kernels.py, backends/cuda_kernels.py),
+so an artifact only runs where they are registered: `missing_functions` says which are not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import tvm
+import tvm_ffi
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+PREFIX = "xpuport."
+_CALL_NAME = re.compile(r"\bcall\s+(xpuport\.\w+\.\w+\.\w+)\b")
+
+
+@dataclass(frozen=True)
+class Library:
+    """One library's share of a backend's ops: which op, in which dtypes, on which device."""
+
+    device: str  # "cpu", "cuda"
+    name: str  # "numpy", "torch", "cupy"
+    op: str  # "matmul", "conv2d"
+    dtypes: frozenset[str]
+
+    @property
+    def function(self) -> str:
+        return f"{PREFIX}{self.device}.{self.name}.{self.op}"
+
+
+_OPS = {"matmul": "relax.matmul", "conv2d": "relax.nn.conv2d"}
+
+
+def dispatch_pass(libraries: Iterable[Library]) -> Any:
+    """A module pass that rewrites each op some library takes into a call of its kernel."""
+    by_op = {tvm.ir.Op.get(_OPS[lib.op]): lib for lib in libraries}
+
+    @tvm.transform.module_pass(opt_level=0, name="xpuport.DispatchToLibrary")  # type: ignore[untyped-decorator]
+    def dispatch(module: Any, _context: Any) -> Any:
+        rewriter = _Rewriter(module)
+        rewriter.by_op = by_op
+        for global_var, function in module.functions.items():
+            if isinstance(function, relax.Function):
+                rewriter.builder_.update_func(global_var, rewriter.visit_expr(function))
+        return rewriter.builder_.get()
+
+    return dispatch
+
+
+@mutator
+class _Rewriter(PyExprMutator):  # type: ignore[misc]  # TVM's mutator base is untyped
+    by_op: Mapping[Any, Library]
+
+    def visit_call_(self, call: Any) -> Any:
+        call = super().visit_call_(call)
+        library = next((lib for op, lib in self.by_op.items() if call.op.same_as(op)), None)
+        if library is None or not _eligible(call, library):
+            return call
+        extra = _conv2d_attributes(call) if library.op == "conv2d" else []
+        return relax.op.call_dps_packed(
+            library.function, relax.Tuple([*call.args, *extra]), call.ty
+        )
+
+
+def _eligible(call: Any, library: Library) -> bool:
+    """Static shapes and the library's dtypes; matmul on matrices, conv2d in NCHW/OIHW."""
+    types = [arg.ty for arg in call.args] + [call.ty]
+    if not all(isinstance(t, relax.TensorType) and _static(t) for t in types):
+        return False
+    if any(str(t.dtype) not in library.dtypes for t in types):
+        return False
+    if library.op == "matmul":
+        return all(len(t.shape) >= 2 for t in types)
+    attrs = call.attrs
+    layouts = (attrs.data_layout, attrs.kernel_layout, attrs.out_layout or attrs.data_layout)
+    return layouts == ("NCHW", "OIHW", "NCHW") and not attrs.out_dtype
+
+
+def _static(tensor_type: Any) -> bool:
+    shape = tensor_type.shape
+    return shape is not None and all(isinstance(d, tvm.tirx.IntImm) for d in shape.values)
+
+
+def _conv2d_attributes(call: Any) -> list[Any]:
+    """strides (2), padding (top, left, bottom, right), dilation (2), groups, as int64 args."""
+    attrs = call.attrs
+    values = [*attrs.strides, *attrs.padding, *attrs.dilation, attrs.groups]
+    return [relax.prim_value(tvm.tirx.IntImm("int64", int(v))) for v in values]
+
+
+def library_calls(executable: Any) -> dict[str, int]:
+    """How many times the built VM executable calls each xpuport library kernel."""
+    return dict(Counter(_CALL_NAME.findall(executable.as_text())))
+
+
+def missing_functions(names: Iterable[str]) -> list[str]:
+    """The library kernels among `names` that are not registered in this process."""
+    return sorted(n for n in names if tvm_ffi.get_global_func(n, allow_missing=True) is None)
