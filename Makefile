@@ -8,12 +8,12 @@ PKG_DIRS := xpuport ir lowering backends hw_profiles benchmarks conformance
 SOURCES := $(sort $(shell find $(PKG_DIRS) -name '*.py' -o -name '*.toml' -o -name py.typed))
 STAMP := $(VENV)/.xpuport-installed
 
-.PHONY: demo test test-all lint bench browser clean FORCE
+.PHONY: demo test test-all lint bench browser rocm-toolchain clean FORCE
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP) browser
+test: $(STAMP) browser rocm-toolchain
 	$(BIN)/python -m pytest -q
 
 # The HTML report is checked in a real headless browser: Debian's chromium, installed once.
@@ -22,7 +22,15 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium could not be installed: the HTML report's browser test will skip"
 
-test-all: $(STAMP) browser
+# ROCm compile-only tests link real AMDGPU code objects: Debian's device-library bitcode and
+# an ld.lld new enough for LLVM 22's code objects (lld-14 rejects them), installed once.
+rocm-toolchain:
+	@test -d /usr/lib/x86_64-linux-gnu/amdgcn/bitcode -a -x /usr/bin/ld.lld-22 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    rocm-device-libs lld-22 >/dev/null; } || \
+	  echo "rocm-device-libs/lld-22 could not be installed: the ROCm compile tests will skip"
+
+test-all: $(STAMP) browser rocm-toolchain
 	$(BIN)/python -m pytest -q -m ''
 
 lint: $(STAMP)

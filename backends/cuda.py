@@ -1,0 +1,124 @@
+"""NVIDIA GPUs through TVM's CUDA target, with cuBLAS/cuDNN dispatch through torch or cupy.
+
+TVM 0.27 stores CUDA *source* in a library and compiles it when the library is loaded. xpuport
+compiles that source with nvcc for the profile's arch at compile time instead, and ships the
+fatbins in the artifact: a kernel that does not build for sm_XX fails `compile`, not the first
+run, and the GPU host needs no CUDA compiler. At load, a TVM callback hands each module its
+prebuilt fatbin, found by the digest of its source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import tvm
+import tvm_ffi
+
+from xpuport.backends import cuda_kernels
+from xpuport.backends.base import CompileOptions
+from xpuport.backends.gpu import GpuBackend, device_modules
+from xpuport.errors import CompileError, DeviceUnavailableError
+from xpuport.hw_profiles import HardwareProfile
+from xpuport.lowering.library import dispatch_pass
+
+_PREBUILT: dict[str, bytes] = {}  # source digest -> fatbin, from the artifacts loaded so far
+
+
+class CudaBackend(GpuBackend):
+    name = "cuda"
+    target_kind = "cuda"
+    default_profile_name = "nvidia/h100"
+
+    def passes(self, profile: HardwareProfile, options: CompileOptions) -> Sequence[Any]:
+        libraries = cuda_kernels.cuda_libraries() if options.library else []
+        return [dispatch_pass(libraries)] if libraries else []
+
+    def cache_key(self, profile: HardwareProfile) -> str:
+        return (f"tvm={tvm.__version__};nvcc={nvcc_version()};target={self.target(profile)};"
+                f"library={cuda_kernels.installed_library()}")
+
+    def package(self, executable: Any, profile: HardwareProfile) -> dict[str, bytes]:
+        with self.target(profile):  # TVM's nvcc driver reads the current target
+            return {f"cuda-{source_digest(m.inspect_source())}.fatbin": compile_fatbin(
+                m.inspect_source(), str(profile.target["arch"]))
+                for m in device_modules(executable, "cuda")}
+
+    def prepare_runtime(self, folder: Path | None = None) -> None:
+        cuda_kernels.register()
+        _register_loader()
+        if folder is not None:
+            _check_arch(folder)
+            for path in folder.glob("cuda-*.fatbin"):
+                _PREBUILT[path.stem.removeprefix("cuda-")] = path.read_bytes()
+
+
+def source_digest(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()[:32]
+
+
+@cache
+def nvcc_version() -> str:
+    nvcc = _nvcc()
+    output = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True)
+    return output.stdout.strip().splitlines()[-1]
+
+
+def _nvcc() -> str:
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        raise CompileError(
+            "compiling for cuda needs nvcc, the CUDA toolkit's compiler, and none is on PATH",
+            "install the CUDA toolkit (12 or 13) and put its bin/ on PATH; no GPU is needed",
+        )
+    return nvcc
+
+
+def compile_fatbin(code: str, arch: str) -> bytes:
+    """nvcc -fatbin for one arch (sm_90: SASS for sm_90 and PTX for later GPUs)."""
+    number = arch.removeprefix("sm_")
+    gencode = ["-gencode", f"arch=compute_{number},code=[sm_{number},compute_{number}]"]
+    from tvm.support import nvcc
+
+    _nvcc()
+    try:
+        return bytes(nvcc.compile_cuda(code, "fatbin", gencode, compiler="nvcc"))
+    except RuntimeError as exc:  # its message is the whole source, then nvcc's output
+        detail = str(exc).rpartition("Compilation error:")[2].strip()[-2000:]
+        raise CompileError(f"nvcc failed to build the kernels for {arch}:\n{detail}",
+                           "check that this nvcc supports the arch (`nvcc --list-gpu-arch`)",
+                           ) from exc
+
+
+@cache
+def _register_loader() -> None:
+    from tvm.support import nvcc  # registers TVM's own callback first: ours replaces it
+
+    def load_kernels(code: str) -> bytes:
+        prebuilt = _PREBUILT.get(source_digest(code))
+        if prebuilt is not None:
+            return prebuilt
+        # Code built in this process (conformance runs, tests): compile as TVM would.
+        compiler = "nvcc" if shutil.which("nvcc") else "nvrtc"
+        return bytes(nvcc.compile_cuda(code, "fatbin" if compiler == "nvcc" else "cubin",
+                                       compiler=compiler))
+
+    tvm_ffi.register_global_func("tvm_callback_cuda_compile", load_kernels, override=True)
+
+
+def _check_arch(folder: Path) -> None:
+    """An sm_90 artifact on an sm_80 GPU fails deep in the driver: say so here instead."""
+    target = json.loads(json.loads((folder / "manifest.json").read_text())["target"])
+    built = str(target.get("arch", "")).removeprefix("sm_")
+    here = tvm.cuda(0).compute_version.replace(".", "")
+    if built and int(here) < int(built):
+        raise DeviceUnavailableError(
+            f"{folder} holds kernels for sm_{built}; this GPU is sm_{here}",
+            f"recompile with a profile for this GPU (--profile nvidia/...), arch sm_{here}",
+        )

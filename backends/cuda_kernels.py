@@ -1,0 +1,62 @@
+"""Library kernels on an NVIDIA GPU: cuBLAS and cuDNN through torch, or cuBLAS through cupy.
+
+Whichever of the two is installed where the model is compiled is the one the artifact calls;
+with neither, nothing is dispatched and TVM generates every kernel. The kernels work on TVM's
+device tensors in place through DLPack. TVM and both libraries launch on the device's legacy
+default stream, so a kernel is ordered after the TVM kernels that produced its inputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cache
+from typing import Any
+
+import tvm_ffi
+
+from xpuport.lowering.library import Library
+
+_FLOATS = frozenset({"float32", "float16", "bfloat16"})
+
+
+def installed_library() -> str | None:
+    """torch (cuBLAS and cuDNN) over cupy (cuBLAS only); None when neither is installed."""
+    return next((n for n in ("torch", "cupy") if importlib.util.find_spec(n) is not None), None)
+
+
+def cuda_libraries() -> list[Library]:
+    name = installed_library()
+    if name == "torch":
+        return [Library("cuda", "torch", "matmul", _FLOATS),
+                Library("cuda", "torch", "conv2d", _FLOATS)]
+    if name == "cupy":  # cupy has no convolution of its own: TVM generates conv2d
+        return [Library("cuda", "cupy", "matmul", _FLOATS - {"bfloat16"})]
+    return []
+
+
+@cache
+def register() -> None:
+    """Register the kernels of the libraries installed here (imported on first call)."""
+    if importlib.util.find_spec("torch") is not None:
+        tvm_ffi.register_global_func("xpuport.cuda.torch.matmul", _torch_matmul, override=True)
+        tvm_ffi.register_global_func("xpuport.cuda.torch.conv2d", _torch_conv2d, override=True)
+    if importlib.util.find_spec("cupy") is not None:
+        tvm_ffi.register_global_func("xpuport.cuda.cupy.matmul", _cupy_matmul, override=True)
+
+
+def _torch_matmul(a: Any, b: Any, out: Any) -> None:
+    import torch
+
+    torch.matmul(torch.from_dlpack(a), torch.from_dlpack(b), out=torch.from_dlpack(out))
+
+
+def _torch_conv2d(x: Any, w: Any, *attributes_out: Any) -> None:
+    from xpuport.backends.host_kernels import torch_conv2d_into
+
+    torch_conv2d_into(x, w, *attributes_out)
+
+
+def _cupy_matmul(a: Any, b: Any, out: Any) -> None:
+    import cupy  # type: ignore[import-not-found]  # optional, on GPU hosts only
+
+    cupy.matmul(cupy.from_dlpack(a), cupy.from_dlpack(b), out=cupy.from_dlpack(out))
