@@ -306,3 +306,38 @@ def test_replace_rechecks_invariants():
     assert narrowed.dtypes == ("float32",)
     with pytest.raises(ProfileError):
         dataclasses.replace(profile, status="broken")
+
+
+ACCELERATORS = {
+    "nvidia/a100", "nvidia/h100", "amd/mi250x", "amd/mi300x", "huawei/ascend-910b",
+    "cambricon/mlu370", "moorethreads/mtt-s4000", "metax/c500", "hygon/dcu-z100",
+    "iluvatar/bi-v100", "biren/br100", "kunlunxin/p800", "enflame/t10",
+}
+
+
+def test_the_accelerators_users_port_to_are_described():
+    names = {profile.name for profile in list_profiles()}
+    assert names >= ACCELERATORS
+    assert len(names - {n for n in names if n.startswith(("generic/", "onnxruntime/"))}) >= 12
+
+
+@pytest.mark.parametrize("name", sorted(ACCELERATORS))
+def test_every_accelerator_maps_to_a_backend_and_sources_its_claims(name):
+    profile = load_profile(name)
+    assert profile.sources["arch"].startswith("https://")
+    assert profile.sources["dtypes"].startswith("https://")
+    if profile.status == "profile-only":  # no TVM target yet: says which plugin it needs
+        assert profile.backend.startswith("plugin:") and "plugin" in profile.notes
+    else:
+        assert profile.backend in {"cuda", "rocm", "npusim"}
+        assert profile.target["kind"] in {"cuda", "rocm", "llvm"}
+
+
+@pytest.mark.parametrize(("name", "kind", "arch_key", "arch"), [
+    ("nvidia/h100", "cuda", "arch", "sm_90"), ("nvidia/a100", "cuda", "arch", "sm_80"),
+    ("amd/mi300x", "rocm", "mcpu", "gfx942"), ("amd/mi250x", "rocm", "mcpu", "gfx90a"),
+    ("hygon/dcu-z100", "rocm", "mcpu", "gfx906"),
+])
+def test_gpu_profiles_give_the_target_arch(name, kind, arch_key, arch):
+    profile = load_profile(name)
+    assert (profile.target["kind"], profile.target[arch_key], profile.arch) == (kind, arch, arch)
