@@ -8,7 +8,7 @@ PKG_DIRS := xpuport ir lowering backends hw_profiles benchmarks conformance
 SOURCES := $(sort $(shell find $(PKG_DIRS) -name '*.py' -o -name '*.toml' -o -name py.typed))
 STAMP := $(VENV)/.xpuport-installed
 
-.PHONY: demo test test-all lint bench browser rocm-toolchain clean FORCE
+.PHONY: demo test test-all lint bench bench-suite gpu-check browser rocm-toolchain clean FORCE
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
@@ -40,6 +40,20 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests -k bench
+
+# The CPU benchmark suite against onnxruntime and torch eager: tables in out/bench-cpu/.
+bench-suite: $(STAMP)
+	$(BIN)/xpuport bench --suite --backend cpu --vs onnxruntime,torch --out out/bench-cpu
+
+# On a machine with an NVIDIA GPU, one command: the GPU tests, the cuda conformance run, and
+# the encoder (d768, 12 heads, seq 128) and ResNet-50 against torch eager and torch.compile.
+GPU_BENCH := $(BIN)/xpuport bench --suite --backend cuda --profile nvidia/h100 \
+	--models encoder-768,resnet50 --batches 1,32 --vs torch,torch.compile
+gpu-check: $(STAMP)
+	$(BIN)/python -m pytest -q -m gpu tests
+	$(BIN)/xpuport conform --backend cuda --profile nvidia/h100 --suite ops -j 2 --out out/cuda
+	$(GPU_BENCH) --out out/bench-cuda-float32
+	$(GPU_BENCH) --precision float16 --out out/bench-cuda-float16
 
 $(VENV)/.sources: FORCE
 	@mkdir -p $(VENV)

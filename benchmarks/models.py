@@ -88,3 +88,30 @@ MODELS = {
     "encoder": ModelEntry("xpuport.benchmarks.models:encoder", {"x": (2, 32, 64)}),
     "encoder-256": ModelEntry("xpuport.benchmarks.models:encoder_256", {"x": (1, 128, 256)}),
 }
+
+
+class BertLike(nn.Module):
+    """Token and position embeddings, then a post-norm encoder: BERT's shape, small."""
+
+    def __init__(self, vocab: int = 8192, d_model: int = 256, heads: int = 4, layers: int = 4,
+                 max_len: int = 512) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab, d_model)
+        self.positions = nn.Embedding(max_len, d_model)
+        self.norm = nn.LayerNorm(d_model)
+        layer = nn.TransformerEncoderLayer(d_model, heads, 4 * d_model, dropout=0.0,
+                                           activation="gelu", batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        return self.encoder(self.norm(self.tokens(ids) + self.positions(positions)))
+
+
+def bert_like() -> nn.Module:
+    _seeded()
+    return BertLike().eval()
+
+
+def encoder_768() -> nn.Module:
+    return encoder(d_model=768, heads=12, layers=2)

@@ -20,8 +20,10 @@ from xpuport import api
 from xpuport.backends.base import CompileOptions
 from xpuport.backends.registry import discover, get_backend
 from xpuport.benchmarks.harness import measure, ratio
+from xpuport.benchmarks.peers import check_peers, peer_device, peer_runner
+from xpuport.benchmarks.suite_run import SuiteRequest
 from xpuport.cli_render import print_placement
-from xpuport.compare import DEFAULT_ATOL, DEFAULT_RTOL, compare, onnxruntime_session, run_peer
+from xpuport.compare import DEFAULT_ATOL, DEFAULT_RTOL, compare, run_peer
 from xpuport.errors import ExportError, InputError, ToleranceExceededError, XpuportError
 from xpuport.hw_profiles import list_profiles
 from xpuport.inputs import parse_input_files, random_inputs
@@ -384,50 +386,84 @@ def report_run(
 @app.command()
 @reports_errors
 def bench(
-    model: Annotated[Path, typer.Argument(help="The .onnx file.")],
+    model: Annotated[Path | None, typer.Argument(help="The .onnx file (or --suite).")] = None,
     backend: Annotated[str, typer.Option(help="Backend name.")] = "cpu",
     profile: Annotated[str | None, typer.Option(help="Hardware profile.")] = None,
-    vs: Annotated[str, typer.Option("--vs", help="Comma-separated peers.")] = "onnxruntime",
+    vs: Annotated[str, typer.Option("--vs", help="Comma-separated peers: onnxruntime, "
+                                    "torch, torch.compile (torch ones with --suite).")] = "",
+    suite: Annotated[bool, typer.Option(help="Bench the suite of benchmarks/suite.py.")] = False,
+    models: Annotated[str, typer.Option(help="With --suite: only these models.")] = "",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="With --suite: write "
+                                                 "bench.json and bench.md here.")] = None,
+    library: Annotated[bool, typer.Option(help="Library dispatch (see compile).")] = True,
+    batches: Annotated[str, typer.Option(help="With --suite: batch sizes, e.g. 1,32.")] = "",
+    precision: Annotated[str, typer.Option(help="With --suite: float32 or float16.")] = "float32",
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs per engine.")] = 3,
     repeat: Annotated[int, typer.Option(min=1, help="Timed runs per engine.")] = 20,
     as_json: JsonFlag = False,
 ) -> None:
     """Median latency of xpuport and peers in one run; ratio xpuport ÷ peer (<1: faster)."""
-    peers = [p.strip() for p in vs.split(",") if p.strip()]
-    unknown = [p for p in peers if p != "onnxruntime"]
-    if unknown:
-        raise XpuportError(f"unknown peer(s) {unknown} for --vs", "use --vs onnxruntime")
+    peers = [p.strip() for p in (vs or ("onnxruntime,torch" if suite else "onnxruntime"))
+             .split(",") if p.strip()]
+    check_peers(peers, have_torch_model=suite)
+    options = CompileOptions(library=library)
+    if suite:
+        if precision not in ("float32", "float16"):
+            raise XpuportError(f"--precision {precision}", "use float32 or float16")
+        try:
+            sizes = tuple(int(b) for b in batches.split(",") if b.strip())
+        except ValueError as exc:
+            raise XpuportError(f"--batches {batches!r}: not integers",
+                               "e.g. --batches 1,32") from exc
+        request = SuiteRequest(backend, profile, _suite_models(models), peers, options, warmup,
+                               repeat, sizes, precision)
+        return _bench_suite(request, out_dir, as_json)
+    if model is None:
+        raise XpuportError("bench needs a model", "give an .onnx file, or --suite")
     with compile_progress(enabled=not as_json) as on_step:
-        artifact = api.compile(model, backend, profile, on_step=on_step)
+        artifact = api.compile(model, backend, profile, on_step=on_step, options=options)
     feeds = random_inputs(artifact.inputs)
-    runners: dict[str, Callable[[], object]] = {"xpuport": lambda: artifact.run(feeds)}
-    if "onnxruntime" in peers:
-        session = onnxruntime_session(model)
-        runners["onnxruntime"] = lambda: session.run(None, feeds)
+    runners: dict[str, Callable[[], object]] = {"xpuport": artifact.timed_runner(feeds)}
+    for peer in peers:
+        runners[peer] = peer_runner(peer, peer_device(backend), model, None, feeds)
     timings = measure(runners, warmup=warmup, repeat=repeat)
-    subject = timings[0]
-    rows = [{**t.to_json(), "ratio": ratio(subject, t)} for t in timings]
+    rows = [{**t.to_json(), "ratio": ratio(timings[0], t)} for t in timings]
     if as_json:
         return emit_json({"model": str(model), "backend": backend, "timings": rows})
-    table = Table(
-        "engine",
-        "median ms",
-        "p10 ms",
-        "p90 ms",
-        "runs",
-        "xpuport ÷ engine",
-        title=f"{model} on {backend} (warm-up {warmup}, {repeat} runs)",
-    )
+    table = Table("engine", "median ms", "p10 ms", "p90 ms", "runs", "xpuport ÷ engine",
+                  title=f"{model} on {backend} (warm-up {warmup}, {repeat} runs)")
     for row in rows:
-        table.add_row(
-            str(row["engine"]),
-            f"{row['median_ms']:.3f}",
-            f"{row['p10_ms']:.3f}",
-            f"{row['p90_ms']:.3f}",
-            str(row["runs"]),
-            f"{row['ratio']:.2f}",
-        )
+        table.add_row(str(row["engine"]), f"{row['median_ms']:.3f}", f"{row['p10_ms']:.3f}",
+                      f"{row['p90_ms']:.3f}", str(row["runs"]), f"{row['ratio']:.2f}")
     out.print(table)
+
+
+def _suite_models(names: str) -> list[Any]:
+    from xpuport.benchmarks.suite import suite_models
+
+    try:
+        return suite_models(names)
+    except KeyError as exc:
+        raise XpuportError(f"--models: no suite model {exc}",
+                           "see benchmarks/suite.py for the names") from exc
+
+
+def _bench_suite(request: SuiteRequest, out_dir: Path | None, as_json: bool) -> None:
+    from xpuport.benchmarks.suite_run import run_suite, write_tables
+
+    def show(row: dict[str, object]) -> None:
+        if not as_json:
+            out.print(f"{row['model']} batch {row['batch']}: {row['median_ms']} "
+                      f"ratio {row['ratio']}", soft_wrap=True)
+
+    rows = run_suite(request, show)
+    written = write_tables(rows, request, out_dir) if out_dir is not None else []
+    if as_json:
+        return emit_json({"backend": request.backend, "rows": rows})
+    for path in written:
+        out.print(f"wrote {path}")
+    if written:
+        out.print(written[1].read_text())
 
 
 # Registers `conform` and `report` on `app`; imported here so that `main` sees them.

@@ -8,15 +8,19 @@ import torch
 from integration_models import ATOL, RTOL
 
 import xpuport
+from xpuport.backends.base import CompileOptions
 from xpuport.benchmarks.models import MODELS, mlp
 from xpuport.compare import onnxruntime_session
 from xpuport.ir.export import load_factory
 
 
+@pytest.mark.parametrize("library", [True, False], ids=["library", "tvm-only"])
 @pytest.mark.parametrize("name", ["mlp", "cnn", "encoder"])
-def test_model_matches_torch_and_onnxruntime(name, exported, tmp_path):
+def test_model_matches_torch_and_onnxruntime(name, library, exported, tmp_path):
     entry = MODELS[name]
-    artifact = xpuport.compile(exported[name], "cpu", output_dir=tmp_path / "art")
+    artifact = xpuport.compile(exported[name], "cpu", output_dir=tmp_path / "art",
+                               options=CompileOptions(library=library))
+    assert bool(artifact.manifest["library_calls"]) == library
     x = np.random.default_rng(1).standard_normal(entry.inputs["x"]).astype(np.float32)
     (ours,) = artifact.run({"x": x}).values()
     with torch.no_grad():
