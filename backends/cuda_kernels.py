@@ -14,6 +14,7 @@ from typing import Any
 
 import tvm_ffi
 
+from xpuport.backends.host_kernels import torch_conv2d_into, torch_matmul_into
 from xpuport.lowering.library import Library
 
 _FLOATS = frozenset({"float32", "float16", "bfloat16"})
@@ -27,10 +28,11 @@ def installed_library() -> str | None:
 def cuda_libraries() -> list[Library]:
     name = installed_library()
     if name == "torch":
-        return [Library("cuda", "torch", "matmul", _FLOATS),
-                Library("cuda", "torch", "conv2d", _FLOATS)]
+        return [Library("cuda", "torch", kind, _FLOATS)
+                for kind in ("matmul", "batch_matmul", "conv2d")]
     if name == "cupy":  # cupy has no convolution of its own: TVM generates conv2d
-        return [Library("cuda", "cupy", "matmul", _FLOATS - {"bfloat16"})]
+        return [Library("cuda", "cupy", kind, _FLOATS - {"bfloat16"})
+                for kind in ("matmul", "batch_matmul")]
     return []
 
 
@@ -38,22 +40,17 @@ def cuda_libraries() -> list[Library]:
 def register() -> None:
     """Register the kernels of the libraries installed here (imported on first call)."""
     if importlib.util.find_spec("torch") is not None:
-        tvm_ffi.register_global_func("xpuport.cuda.torch.matmul", _torch_matmul, override=True)
-        tvm_ffi.register_global_func("xpuport.cuda.torch.conv2d", _torch_conv2d, override=True)
+        for kind in ("matmul", "batch_matmul"):
+            tvm_ffi.register_global_func(f"xpuport.cuda.torch.{kind}", torch_matmul_into,
+                                         override=True)
+        tvm_ffi.register_global_func("xpuport.cuda.torch.conv2d", torch_conv2d_into,
+                                     override=True)
     if importlib.util.find_spec("cupy") is not None:
-        tvm_ffi.register_global_func("xpuport.cuda.cupy.matmul", _cupy_matmul, override=True)
+        for kind in ("matmul", "batch_matmul"):
+            tvm_ffi.register_global_func(f"xpuport.cuda.cupy.{kind}", _cupy_matmul,
+                                         override=True)
 
 
-def _torch_matmul(a: Any, b: Any, out: Any) -> None:
-    import torch
-
-    torch.matmul(torch.from_dlpack(a), torch.from_dlpack(b), out=torch.from_dlpack(out))
-
-
-def _torch_conv2d(x: Any, w: Any, *attributes_out: Any) -> None:
-    from xpuport.backends.host_kernels import torch_conv2d_into
-
-    torch_conv2d_into(x, w, *attributes_out)
 
 
 def _cupy_matmul(a: Any, b: Any, out: Any) -> None:

@@ -18,6 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from xpuport.lowering.library import Library
 
 _FLOATS = frozenset({"float32", "float64"})
+_FLOAT32 = frozenset({"float32"})
 
 
 def torch_installed() -> bool:
@@ -27,9 +28,12 @@ def torch_installed() -> bool:
 def host_libraries() -> list[Library]:
     """What the CPU backend dispatches on this machine: the fastest library present per op."""
     conv = "torch" if torch_installed() else "numpy"
+    # One BLAS thread pool for every GEMM: torch's OpenMP pool beside numpy's OpenBLAS one
+    # spins against it on a small machine (the d256 encoder: 16 ms instead of 5 ms).
     return [
         Library("cpu", "numpy", "matmul", _FLOATS),
-        Library("cpu", conv, "conv2d", frozenset({"float32"}) if conv == "torch" else _FLOATS),
+        Library("cpu", "numpy", "batch_matmul", _FLOATS),
+        Library("cpu", conv, "conv2d", _FLOAT32 if conv == "torch" else _FLOATS),
     ]
 
 
@@ -37,13 +41,27 @@ def host_libraries() -> list[Library]:
 def register() -> None:
     """Register the kernels this process can run (torch's only where torch is installed)."""
     tvm_ffi.register_global_func("xpuport.cpu.numpy.matmul", _numpy_matmul, override=True)
+    tvm_ffi.register_global_func("xpuport.cpu.numpy.batch_matmul", _numpy_matmul, override=True)
     tvm_ffi.register_global_func("xpuport.cpu.numpy.conv2d", _numpy_conv2d, override=True)
     if importlib.util.find_spec("torch") is not None:
         tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d", torch_conv2d_into, override=True)
 
 
 def _numpy_matmul(a: Any, b: Any, out: Any) -> None:
-    np.matmul(np.from_dlpack(a), np.from_dlpack(b), out=np.from_dlpack(out))
+    left, right, result = np.from_dlpack(a), np.from_dlpack(b), np.from_dlpack(out)
+    if right.ndim == 2 and left.flags.c_contiguous and result.flags.c_contiguous:
+        # (..., M, K) @ (K, N) is one GEMM; numpy would loop over the leading dimensions.
+        np.matmul(left.reshape(-1, left.shape[-1]), right,
+                  out=result.reshape(-1, result.shape[-1]))
+    else:
+        np.matmul(left, right, out=result)
+
+
+def torch_matmul_into(a: Any, b: Any, out: Any) -> None:
+    """torch's matmul on whatever device the tensors are on (MKL, cuBLAS, rocBLAS)."""
+    import torch
+
+    torch.matmul(torch.from_dlpack(a), torch.from_dlpack(b), out=torch.from_dlpack(out))
 
 
 def _numpy_conv2d(x: Any, w: Any, *attributes_out: Any) -> None:

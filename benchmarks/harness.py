@@ -28,17 +28,28 @@ class Timing:
         }
 
 
+BLOCKS = 5  # rounds over the engines; drift over the run hits every engine alike
+SETTLE_S = 0.05  # idle time before an engine's block: other engines' spinning threads park
+
+
 def measure(runners: Mapping[str, Runner], warmup: int = 3, repeat: int = 20) -> list[Timing]:
-    """Warm every engine up, then time them in interleaved rounds so drift hits all alike."""
+    """Warm every engine up, then time them in blocks, round-robin: each block settles, runs
+    one untimed warm-up, then its share of the timed runs back to back. Interleaving single
+    runs would time each engine while the previous one's thread pool still spins (onnxruntime,
+    OpenMP and TVM all spin-wait), which on a 2-core machine triples some medians."""
     for run in runners.values():
         for _ in range(warmup):
             run()
     samples: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeat):
+    sizes = [repeat // BLOCKS + (1 if i < repeat % BLOCKS else 0) for i in range(BLOCKS)]
+    for size in (s for s in sizes if s):
         for name, run in runners.items():
-            started = time.perf_counter()
+            time.sleep(SETTLE_S)
             run()
-            samples[name].append((time.perf_counter() - started) * 1e3)
+            for _ in range(size):
+                started = time.perf_counter()
+                run()
+                samples[name].append((time.perf_counter() - started) * 1e3)
     return [_timing(name, times) for name, times in samples.items()]
 
 

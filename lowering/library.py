@@ -30,7 +30,7 @@ class Library:
 
     device: str  # "cpu", "cuda"
     name: str  # "numpy", "torch", "cupy"
-    op: str  # "matmul", "conv2d"
+    op: str  # "matmul", "batch_matmul", "conv2d" (see op_kind)
     dtypes: frozenset[str]
 
     @property
@@ -38,17 +38,18 @@ class Library:
         return f"{PREFIX}{self.device}.{self.name}.{self.op}"
 
 
-_OPS = {"matmul": "relax.matmul", "conv2d": "relax.nn.conv2d"}
+_MATMUL = "relax.matmul"
+_CONV2D = "relax.nn.conv2d"
 
 
 def dispatch_pass(libraries: Iterable[Library]) -> Any:
     """A module pass that rewrites each op some library takes into a call of its kernel."""
-    by_op = {tvm.ir.Op.get(_OPS[lib.op]): lib for lib in libraries}
+    by_kind = {lib.op: lib for lib in libraries}
 
     @tvm.transform.module_pass(opt_level=0, name="xpuport.DispatchToLibrary")  # type: ignore[untyped-decorator]
     def dispatch(module: Any, _context: Any) -> Any:
         rewriter = _Rewriter(module)
-        rewriter.by_op = by_op
+        rewriter.by_kind = by_kind
         for global_var, function in module.functions.items():
             if isinstance(function, relax.Function):
                 rewriter.builder_.update_func(global_var, rewriter.visit_expr(function))
@@ -57,13 +58,25 @@ def dispatch_pass(libraries: Iterable[Library]) -> Any:
     return dispatch
 
 
+def op_kind(call: Any) -> str | None:
+    """matmul (one operand a matrix: flattens to one GEMM), batch_matmul (both batched), conv2d."""
+    name = call.op.name if isinstance(call.op, tvm.ir.Op) else ""
+    if name == _CONV2D:
+        return "conv2d"
+    if name != _MATMUL:
+        return None
+    ranks = [len(arg.ty.shape) if _static(arg.ty) else 0 for arg in call.args]
+    return "batch_matmul" if min(ranks) >= 3 else "matmul"
+
+
 @mutator
 class _Rewriter(PyExprMutator):  # type: ignore[misc]  # TVM's mutator base is untyped
-    by_op: Mapping[Any, Library]
+    by_kind: Mapping[str, Library]
 
     def visit_call_(self, call: Any) -> Any:
         call = super().visit_call_(call)
-        library = next((lib for op, lib in self.by_op.items() if call.op.same_as(op)), None)
+        kind = op_kind(call)
+        library = self.by_kind.get(kind) if kind else None
         if library is None or not _eligible(call, library):
             return call
         extra = _conv2d_attributes(call) if library.op == "conv2d" else []
@@ -79,7 +92,7 @@ def _eligible(call: Any, library: Library) -> bool:
         return False
     if any(str(t.dtype) not in library.dtypes for t in types):
         return False
-    if library.op == "matmul":
+    if library.op in ("matmul", "batch_matmul"):
         return all(len(t.shape) >= 2 for t in types)
     attrs = call.attrs
     layouts = (attrs.data_layout, attrs.kernel_layout, attrs.out_layout or attrs.data_layout)
