@@ -47,6 +47,10 @@ class CompileOptions:
     inline_functions: bool = False
     # Route MatMul/Gemm/Conv to the backend's libraries (BLAS, oneDNN, cuBLAS, cuDNN).
     library: bool = True
+    # Give TVM's generated kernels default schedules (parallel, vectorized) where it has none.
+    schedules: bool = True
+    # A tuning database folder (lowering/tuning.py) whose records replace default schedules.
+    tuning_db: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.opt_level <= 3:
@@ -95,6 +99,18 @@ class TvmBackend(Backend):
     @abstractmethod
     def device(self) -> Any:
         """The tvm.runtime.Device outputs are computed on."""
+
+    def pipeline(self, profile: HardwareProfile, options: CompileOptions) -> Any | None:
+        """TVM's Relax pipeline after `passes`; None: TVM's default one for the target."""
+        return None
+
+    # Whether `pipeline` applies CompileOptions.tuning_db (then fused_kernels is defined).
+    applies_tuning: ClassVar[bool] = False
+
+    def fused_kernels(self, module: Any, profile: HardwareProfile,
+                      options: CompileOptions) -> Any:
+        """The module as tuning sees it: library calls made, ops legalized and fused."""
+        raise NotImplementedError(f"backend '{self.name}' applies no tuning records")
 
     def package(self, executable: Any, profile: HardwareProfile) -> dict[str, bytes]:
         """Files to ship beside a built library in the artifact (prebuilt device code)."""

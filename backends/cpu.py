@@ -9,9 +9,11 @@ from typing import Any
 
 import onnx_ir as ir
 import tvm
+from tvm import relax
 
 from xpuport.backends import host_kernels
 from xpuport.backends.base import CompileOptions, Support, TvmBackend
+from xpuport.backends.cpu_schedules import cpu_pipeline_with_schedules, fusion_passes
 from xpuport.backends.tvm_import import lowering_support
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.lowering.library import dispatch_pass
@@ -26,6 +28,7 @@ _PROFILE_BY_MACHINE = {
 
 class CpuBackend(TvmBackend):
     name = "cpu"
+    applies_tuning = True
 
     def default_profile(self) -> str:
         return _PROFILE_BY_MACHINE.get(platform.machine().lower(), "generic/x86-64")
@@ -39,6 +42,20 @@ class CpuBackend(TvmBackend):
     def passes(self, profile: HardwareProfile, options: CompileOptions) -> Sequence[Any]:
         return [dispatch_pass(host_kernels.host_libraries())] if options.library else []
 
+    def pipeline(self, profile: HardwareProfile, options: CompileOptions) -> Any | None:
+        records = ([relax.transform.MetaScheduleApplyDatabase(options.tuning_db)]
+                   if options.tuning_db else [])
+        if not options.schedules and not records:
+            return None
+        return cpu_pipeline_with_schedules(self.target(profile), records, options.schedules)
+
+    def fused_kernels(self, module: Any, profile: HardwareProfile,
+                      options: CompileOptions) -> Any:
+        target = self.target(profile)
+        with target, tvm.transform.PassContext(opt_level=options.opt_level):
+            passes = [*self.passes(profile, options), *fusion_passes(target)]
+            return tvm.transform.Sequential(passes)(module)
+
     def device(self) -> Any:
         return tvm.cpu(0)
 
@@ -50,4 +67,5 @@ class CpuBackend(TvmBackend):
 
     def cache_key(self, profile: HardwareProfile) -> str:
         llvm = tvm.target.codegen.llvm_version_major()
-        return f"tvm={tvm.__version__};llvm={llvm};target={self.target(profile)}"
+        libraries = ",".join(lib.function for lib in host_kernels.host_libraries())
+        return f"tvm={tvm.__version__};llvm={llvm};target={self.target(profile)};lib={libraries}"

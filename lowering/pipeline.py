@@ -50,7 +50,10 @@ def lower(
             module = tvm.transform.Sequential(list(backend.passes(profile, options)))(module)
             # No relax_pipeline argument: TVM then picks the target's default pipeline
             # (GPU targets need its dlight schedules; "default" would build host code only).
-            return tvm.compile(module, target=target)
+            pipeline = backend.pipeline(profile, options)
+            if pipeline is None:
+                return tvm.compile(module, target=target)
+            return tvm.compile(module, target=target, relax_pipeline=pipeline)
     except Exception as exc:  # TVM 0.27 raises builtin types and its own; all mean 'failed'
         raise CompileError(
             f"TVM failed to build for {target.kind.name}: {str(exc).strip().splitlines()[0]}",

@@ -15,7 +15,7 @@ if (_checkout / "pyproject.toml").is_file() and str(_checkout) not in __path__:
     __path__.append(str(_checkout))
 
 # Imported after __path__ is set; `compile` is the verb users expect, shadowing on purpose.
-from xpuport.api import compile, conform, export, load  # noqa: A004, E402
+from xpuport.api import compile, conform, export, load, tune  # noqa: A004, E402
 from xpuport.lowering.artifact import Artifact  # noqa: E402
 
-__all__ = ["Artifact", "__version__", "compile", "conform", "export", "load"]
+__all__ = ["Artifact", "__version__", "compile", "conform", "export", "load", "tune"]

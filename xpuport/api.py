@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections import Counter
@@ -12,7 +13,7 @@ from typing import Any
 from xpuport.backends.base import Backend, CompileOptions, TvmBackend
 from xpuport.backends.registry import get_backend
 from xpuport.cache import CompileCache, compile_key
-from xpuport.errors import CompileError, ProfileError
+from xpuport.errors import CompileError, ProfileError, TuningError
 from xpuport.hw_profiles import HardwareProfile, load_profile
 from xpuport.ir.canonicalize import canonicalize
 from xpuport.ir.export import export_module
@@ -31,6 +32,16 @@ from xpuport.lowering.library import library_calls
 from xpuport.lowering.partition import Placement, check_fallback, place
 from xpuport.lowering.pipeline import build
 from xpuport.lowering.regions import build_regions
+from xpuport.lowering.to_relax import to_relax
+from xpuport.lowering.tuning import (
+    TuneResult,
+    TuningDatabase,
+    create_database,
+    default_database,
+    open_database,
+    tune_module,
+    tuned_kernels,
+)
 
 StepCallback = Callable[[str], None]
 
@@ -73,11 +84,14 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     on_step: StepCallback | None = None,
     strict: bool = False,
     max_fallback: int | None = None,
+    tuning: str | Path | bool = True,
 ) -> Artifact:
     """Compile an ONNX file for a backend. Without `output_dir` the cached artifact is used.
 
     Nodes the backend declines run on the host (onnxruntime's CPU provider) in their own
     regions; `strict` forbids that, `max_fallback` bounds how many nodes may fall back.
+    `tuning`: True applies the profile's default tuning database when there is one, a path
+    names a database, False compiles without records.
     """
     step = on_step or (lambda _name: None)
     out = Path(output_dir) if output_dir is not None else None
@@ -96,9 +110,13 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
             f"through `xpuport conform --backend {backend}`",
         )
     resolved = resolve_profile(backend_impl, profile)
+    database = _tuning_database(backend_impl, resolved, tuning)
+    if database is not None:
+        opts = dataclasses.replace(opts, tuning_db=str(database.path))
     source_hash = graph_hash(model)
     backend_key = backend_impl.cache_key(resolved)
-    key = compile_key(source_hash, backend_key, resolved.to_json(), opts.to_json())
+    identity = {**opts.to_json(), "tuning_db": database.digest() if database else None}
+    key = compile_key(source_hash, backend_key, resolved.to_json(), identity)
     cache = CompileCache() if use_cache else None
     cached = cache.lookup(key) if cache else None
     if cached is not None:
@@ -119,6 +137,8 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     for executable in libraries.values():
         blobs.update(backend_impl.package(executable, resolved))
     calls = _library_calls(libraries.values())
+    tuned = (_tuned(canonical, backend_impl, resolved, opts, database)
+             if database is not None and not placement.fallback else [])
     placement_json["library_calls"] = calls
     fields = {
         "backend": backend_impl.name,
@@ -134,6 +154,8 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
         "fallback": fallback,
         "decomposed": placement_json["decomposed"],
         "library_calls": calls,
+        "tuning": {"database": str(database.path), "digest": database.digest(),
+                   "tuned_kernels": tuned} if database is not None else None,
         **({"regions": regions} if regions else {}),
     }
     step("write")
@@ -157,6 +179,54 @@ def _build(
     if not placement.fallback:
         return {LIBRARY: build(model, backend, profile, options)}, {}, []
     return build_regions(model, placement, backend, profile, options)
+
+
+def _tuning_database(backend: TvmBackend, profile: HardwareProfile,
+                     tuning: str | Path | bool) -> TuningDatabase | None:
+    if tuning is False or not backend.applies_tuning:
+        return None
+    path = default_database(profile) if tuning is True else Path(tuning)
+    database = open_database(path, profile, backend.target(profile))
+    if database is None and tuning is not True:
+        raise TuningError(f"{path}: no tuning database there",
+                          "make one with `xpuport tune MODEL --db DIR`, or drop --tuning-db")
+    return database
+
+
+def _tuned(model: Any, backend: TvmBackend, profile: HardwareProfile, options: CompileOptions,
+           database: TuningDatabase) -> list[str]:
+    module = backend.fused_kernels(to_relax(model), profile, options)
+    return tuned_kernels(module, database, backend.target(profile))
+
+
+def tune(
+    model_path: str | Path,
+    backend: str = "cpu",
+    profile: str | None = None,
+    *,
+    trials: int = 64,
+    budget: float | None = None,
+    database: str | Path | None = None,
+    options: CompileOptions | None = None,
+    on_round: Callable[[int, int], None] | None = None,
+) -> TuneResult:
+    """MetaSchedule every kernel TVM generates for the model; records go to the profile's
+    database (or `database`), which `compile` then applies."""
+    backend_impl = get_backend(backend)
+    if not isinstance(backend_impl, TvmBackend) or not backend_impl.applies_tuning:
+        raise TuningError(f"backend '{backend}' applies no tuning records yet",
+                          "tune for --backend cpu")
+    resolved = resolve_profile(backend_impl, profile)
+    opts = options or CompileOptions()
+    canonical, placement = place(canonicalize(load_model(model_path)), backend_impl, resolved)
+    if placement.fallback:
+        raise TuningError(f"{model_path}: {len(placement.fallback)} node(s) run on the host",
+                          "tune a model that runs wholly on the device (see `xpuport inspect`)")
+    module = backend_impl.fused_kernels(to_relax(canonical), resolved, opts)
+    target = backend_impl.target(resolved)
+    path = Path(database) if database is not None else default_database(resolved)
+    records = create_database(path, resolved, target)
+    return tune_module(module, target, records, trials, budget, on_round or (lambda *_: None))
 
 
 def _library_calls(executables: Iterable[Any]) -> dict[str, int]:

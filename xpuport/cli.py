@@ -230,6 +230,10 @@ def compile_command(
     max_fallback: Annotated[
         int | None, typer.Option(min=0, help="Refuse more host-fallback nodes than this.")
     ] = None,
+    tuning: Annotated[bool, typer.Option(help="Apply the profile's tuning records.")] = True,
+    tuning_db: Annotated[
+        Path | None, typer.Option(help="A tuning database folder (default: the profile's).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Compile an ONNX model for a backend into an artifact directory."""
@@ -245,6 +249,7 @@ def compile_command(
             on_step=display,
             strict=strict,
             max_fallback=max_fallback,
+            tuning=(tuning_db or True) if tuning else False,
         )
     manifest = artifact.manifest
     data = {
@@ -266,6 +271,7 @@ def compile_command(
         "decomposed": manifest.get("decomposed", []),
         "regions": len(manifest.get("regions", [])) or 1,
         "library_calls": manifest.get("library_calls", {}),
+        "tuning": manifest.get("tuning"),
     }
     if as_json:
         return emit_json(data)
@@ -274,6 +280,9 @@ def compile_command(
         f"compiled {model} for {manifest['backend']} ({manifest['profile']}) {origin}"
         f" → {artifact.path}"
     )
+    if data["tuning"]:
+        out.print(f"tuning records from {data['tuning']['database']} for "
+                  f"{len(data['tuning']['tuned_kernels'])} kernel(s)")
     for function, sites in data["library_calls"].items():
         out.print(f"library: {sites} call(s) of {function}")
     for item in data["decomposed"]:
@@ -381,6 +390,37 @@ def report_run(
             ]
         table.add_row(*cells)
     out.print(table)
+
+
+@app.command()
+@reports_errors
+def tune(
+    model: Annotated[Path, typer.Argument(help="The .onnx file.")],
+    backend: Annotated[str, typer.Option(help="Backend name.")] = "cpu",
+    profile: Annotated[str | None, typer.Option(help="Hardware profile.")] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Measured candidates in all.")] = 256,
+    budget: Annotated[
+        float | None, typer.Option(min=1, help="Stop after this many seconds (between rounds).")
+    ] = None,
+    db: Annotated[Path | None, typer.Option(help="Database folder (default: the profile's; "
+                                            "share it with your team).")] = None,
+    library: Annotated[bool, typer.Option(help="Library dispatch, as compile will do.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Tune TVM's kernels for a model with MetaSchedule; compile applies the records."""
+
+    def progress(rounds: int, done: int) -> None:
+        if not as_json:
+            out.print(f"round {rounds}: {done} trials measured")
+
+    result = api.tune(model, backend, profile, trials=trials, budget=budget, database=db,
+                      options=CompileOptions(library=library), on_round=progress)
+    data = {"database": str(result.database), "tasks": result.tasks, "trials": result.trials,
+            "rounds": result.rounds, "seconds": round(result.seconds, 1)}
+    if as_json:
+        return emit_json(data)
+    out.print(f"tuned {data['tasks']} kernel(s) of {model} with {data['trials']} trials in "
+              f"{data['seconds']} s → {data['database']}")
 
 
 @app.command()

@@ -69,3 +69,7 @@ class ToleranceExceededError(XpuportError):
     """A comparison against a peer engine exceeded the stated tolerance."""
 
     exit_code = 1
+
+
+class TuningError(XpuportError):
+    """A tuning database that does not belong to this profile or TVM, or a failed tuning run."""

@@ -1,0 +1,152 @@
+"""Tuning databases: MetaSchedule records for one profile, made by `xpuport tune`, applied by
+`compile`, shared as a folder.
+
+A database is a folder: MetaSchedule's two JSON files (workloads and tuning records, keyed by
+the structural hash of each kernel) and `xpuport-tuning.json`, which names the profile, the
+target and the TVM version the records were measured with. A database made for another
+profile, target or TVM is refused, never half-applied. Measurement goes through TVM's own
+builder and runner (`local` here), so the same search can run on a remote device over RPC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tvm
+
+from xpuport.errors import TuningError
+from xpuport.hw_profiles import HardwareProfile
+
+META = "xpuport-tuning.json"
+RECORDS = ("database_workload.json", "database_tuning_record.json")
+TUNING_DIR_ENV = "XPUPORT_TUNING_DIR"
+
+
+def default_database(profile: HardwareProfile) -> Path:
+    """Where `tune` writes and `compile` looks for a profile's records by default."""
+    from xpuport.cache import cache_root
+
+    root = os.environ.get(TUNING_DIR_ENV)
+    return (Path(root) if root else cache_root() / "tuning") / profile.name
+
+
+@dataclass(frozen=True)
+class TuningDatabase:
+    path: Path
+    profile: str
+    target: str
+    tvm: str
+
+    def digest(self) -> str:
+        """Changes whenever a record is added: part of every tuned artifact's identity."""
+        digest = hashlib.sha256()
+        for name in (META, *RECORDS):
+            file = self.path / name
+            digest.update(file.read_bytes() if file.is_file() else b"")
+        return digest.hexdigest()[:16]
+
+    def meta_schedule(self) -> Any:
+        from tvm.s_tir import meta_schedule as ms
+
+        return ms.database.JSONDatabase(work_dir=str(self.path))
+
+
+def open_database(path: Path, profile: HardwareProfile, target: Any) -> TuningDatabase | None:
+    """The database at `path` if one is there; refused if made for another profile or TVM."""
+    meta_file = path / META
+    if not meta_file.is_file():
+        return None
+    try:
+        meta = json.loads(meta_file.read_text())
+        database = TuningDatabase(path, meta["profile"], meta["target"], meta["tvm"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise TuningError(f"{meta_file}: not an xpuport tuning database ({exc})",
+                          "remove the folder, or retune with `xpuport tune`") from exc
+    expected = (profile.name, str(target), tvm.__version__)
+    found = (database.profile, database.target, database.tvm)
+    if found != expected:
+        raise TuningError(
+            f"{path}: tuning records for profile {found[0]} (target {found[1]}, TVM {found[2]}); "
+            f"this compile is for {expected[0]} (target {expected[1]}, TVM {expected[2]})",
+            f"retune: `xpuport tune MODEL --profile {profile.name} --db NEW_DIR`, or pass "
+            "--no-tuning to compile without records")
+    return database
+
+
+def create_database(path: Path, profile: HardwareProfile, target: Any) -> TuningDatabase:
+    existing = open_database(path, profile, target)
+    if existing is not None:
+        return existing
+    if path.exists() and any(path.iterdir()):
+        raise TuningError(f"{path} exists and is not a tuning database",
+                          "give --db an empty or new folder")
+    path.mkdir(parents=True, exist_ok=True)
+    meta = {"profile": profile.name, "target": str(target), "tvm": tvm.__version__}
+    (path / META).write_text(json.dumps(meta, indent=2) + "\n")
+    return TuningDatabase(path, profile.name, str(target), tvm.__version__)
+
+
+def tuned_kernels(module: Any, database: TuningDatabase, target: Any) -> list[str]:
+    """The kernels of a legalized, fused module for which the database holds a record."""
+    from tvm.s_tir import meta_schedule as ms
+
+    records = database.meta_schedule()
+    names = []
+    for global_var, function in module.functions.items():
+        if isinstance(function, tvm.tirx.PrimFunc):
+            workload = tvm.IRModule({"main": function.with_attr("global_symbol", "main")})
+            if records.query_tuning_record(workload, target, global_var.name_hint) is not None:
+                names.append(global_var.name_hint)
+    del ms
+    return sorted(names)
+
+
+def measured_target(target: Any) -> Any:
+    """MetaSchedule's CPU search needs the core count it may parallelize over."""
+    if target.kind.name != "llvm" or "num-cores" in target.attrs:
+        return target
+    import psutil  # type: ignore[import-untyped]  # a MetaSchedule dependency
+
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return tvm.target.Target({**dict(target.export()), "num-cores": cores})
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    database: Path
+    tasks: int
+    trials: int
+    seconds: float
+    rounds: int
+
+
+def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
+                budget: float | None, on_round: Callable[[int, int], None]) -> TuneResult:
+    """MetaSchedule over every kernel of `module` (legalized and fused), in rounds so that a
+    wall-clock budget can stop it between rounds; each round's records are kept."""
+    from tvm.s_tir import meta_schedule as ms
+
+    target = measured_target(target)
+    tasks = ms.relax_integration.extract_tasks(module, target)
+    if not tasks:
+        raise TuningError("nothing to tune: every kernel of this model is a library call",
+                          "compile it as is, or tune with --no-library to tune TVM's kernels")
+    started, done, rounds = time.monotonic(), 0, 0
+    per_round = trials if budget is None else max(len(tasks) * 4, trials // 4)
+    while done < trials and (budget is None or time.monotonic() - started < budget):
+        step = min(per_round, trials - done)
+        with tvm.transform.PassContext(opt_level=3):
+            ms.relax_integration.tune_relax(
+                module, {}, target, str(database.path), max_trials_global=step,
+                num_trials_per_iter=min(64, max(step // len(tasks), 8)),
+                database=database.meta_schedule(), builder="local", runner="local")
+        done, rounds = done + step, rounds + 1
+        on_round(rounds, done)
+    return TuneResult(database.path, len(tasks), done, time.monotonic() - started, rounds)

@@ -1,0 +1,89 @@
+"""lowering/tuning.py and `xpuport.tune`: records made, applied by compile, refused elsewhere."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import xpuport
+from xpuport.backends.cpu import CpuBackend
+from xpuport.errors import TuningError
+from xpuport.hw_profiles import load_profile
+from xpuport.lowering.tuning import META, create_database, open_database
+
+PROFILE = "generic/x86-64"
+
+
+@pytest.fixture(scope="module")
+def add_relu(tmp_path_factory) -> str:
+    """One fused kernel: quick to tune."""
+    nodes = [helper.make_node("Add", ["x", "y"], ["s"]), helper.make_node("Relu", ["s"], ["z"])]
+    value = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [64, 256]) for n in "xyz"]
+    graph = helper.make_graph(nodes, "add_relu", value[:2], value[2:])
+    path = tmp_path_factory.mktemp("tune") / "add_relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tuned_db(add_relu, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("db") / "x86"
+    result = xpuport.tune(add_relu, "cpu", PROFILE, trials=4, database=folder)
+    assert (result.tasks, result.trials, result.rounds) == (1, 4, 1)
+    return folder
+
+
+def _target():
+    return CpuBackend().target(load_profile(PROFILE))
+
+
+def test_tune_writes_records_that_compile_applies(add_relu, tuned_db, tmp_path):
+    assert (tuned_db / "database_tuning_record.json").read_text().strip()
+    artifact = xpuport.compile(add_relu, "cpu", PROFILE, tmp_path / "out", tuning=tuned_db)
+    tuning = artifact.manifest["tuning"]
+    assert tuning["tuned_kernels"] == ["fused_add_relu"]
+    x, y = np.full((64, 256), -1.0, np.float32), np.arange(64 * 256, dtype=np.float32)
+    np.testing.assert_array_equal(artifact.run({"x": x, "y": y.reshape(64, 256)})["z"],
+                                  np.maximum(y.reshape(64, 256) - 1, 0))
+
+
+def test_records_change_the_artifact_identity(add_relu, tuned_db):
+    plain = xpuport.compile(add_relu, "cpu", PROFILE, tuning=False)
+    tuned = xpuport.compile(add_relu, "cpu", PROFILE, tuning=tuned_db)
+    assert plain.path != tuned.path and plain.manifest["tuning"] is None
+
+
+def test_the_profile_default_database_is_applied_when_present(add_relu, tuned_db, monkeypatch,
+                                                              tmp_path):
+    monkeypatch.setenv("XPUPORT_TUNING_DIR", str(tmp_path))
+    (tmp_path / "generic").mkdir()
+    (tmp_path / "generic" / "x86-64").symlink_to(tuned_db, target_is_directory=True)
+    artifact = xpuport.compile(add_relu, "cpu", PROFILE)
+    assert artifact.manifest["tuning"]["tuned_kernels"] == ["fused_add_relu"]
+
+
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("profile", "nvidia/h100", "nvidia/h100"), ("tvm", "0.19.0", "TVM 0.19.0")])
+def test_a_database_of_another_profile_or_tvm_is_refused(tmp_path, key, value, named):
+    create_database(tmp_path, load_profile(PROFILE), _target())
+    meta = json.loads((tmp_path / META).read_text())
+    (tmp_path / META).write_text(json.dumps({**meta, key: value}))
+    with pytest.raises(TuningError, match=named) as raised:
+        open_database(tmp_path, load_profile(PROFILE), _target())
+    assert "xpuport tune" in raised.value.fix
+
+
+def test_a_named_folder_without_records_is_an_error(add_relu, tmp_path):
+    with pytest.raises(TuningError, match="no tuning database"):
+        xpuport.compile(add_relu, "cpu", PROFILE, tuning=tmp_path)
+
+
+def test_tune_refuses_a_folder_that_is_not_a_database(add_relu, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(TuningError, match="not a tuning database"):
+        xpuport.tune(add_relu, "cpu", PROFILE, trials=1, database=tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
