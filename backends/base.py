@@ -49,6 +49,8 @@ class CompileOptions:
     library: bool = True
     # Give TVM's generated kernels default schedules (parallel, vectorized) where it has none.
     schedules: bool = True
+    # Polynomial float32 erf/GELU/exp/tanh/softmax that vectorize (held to the same tolerance).
+    fast_math: bool = True
     # A tuning database folder (lowering/tuning.py) whose records replace default schedules.
     tuning_db: str | None = None
 

@@ -13,6 +13,7 @@ from tvm import relax
 
 from xpuport.backends import host_kernels
 from xpuport.backends.base import CompileOptions, Support, TvmBackend
+from xpuport.backends.cpu_fast_math import fast_math
 from xpuport.backends.cpu_schedules import cpu_pipeline_with_schedules, fusion_passes
 from xpuport.backends.tvm_import import lowering_support
 from xpuport.hw_profiles import HardwareProfile
@@ -40,7 +41,8 @@ class CpuBackend(TvmBackend):
         return tvm.target.Target(dict(profile.target))
 
     def passes(self, profile: HardwareProfile, options: CompileOptions) -> Sequence[Any]:
-        return [dispatch_pass(host_kernels.host_libraries())] if options.library else []
+        library = [dispatch_pass(host_kernels.host_libraries())] if options.library else []
+        return [*library, *([fast_math] if options.fast_math else [])]
 
     def pipeline(self, profile: HardwareProfile, options: CompileOptions) -> Any | None:
         records = ([relax.transform.MetaScheduleApplyDatabase(options.tuning_db)]
@@ -67,5 +69,5 @@ class CpuBackend(TvmBackend):
 
     def cache_key(self, profile: HardwareProfile) -> str:
         llvm = tvm.target.codegen.llvm_version_major()
-        libraries = ",".join(lib.function for lib in host_kernels.host_libraries())
+        libraries = ",".join(lib.abi for lib in host_kernels.host_libraries())
         return f"tvm={tvm.__version__};llvm={llvm};target={self.target(profile)};lib={libraries}"

@@ -73,6 +73,21 @@ class ParallelOuter(dlight.ScheduleRule):  # type: ignore[misc]
         return sch if changed else None
 
 
+class Guarded(dlight.ScheduleRule):  # type: ignore[misc]
+    """One of dlight's rules, declining what it fails on: its GEMV rule asserts on some
+    broadcasts (Sum of a 0-d and a 1-d tensor). The kernel then gets the next rule's schedule,
+    or none; its result is the same either way."""
+
+    def __init__(self, rule: Any) -> None:
+        self.rule = rule
+
+    def apply(self, func: Any, target: Any, tunable: bool) -> Any:
+        try:
+            return self.rule.apply(func, target, tunable)
+        except (AssertionError, ValueError, IndexError, RuntimeError):
+            return None
+
+
 def _extent(sch: Any, loop: Any) -> int | None:
     extent = sch.get(loop).extent
     return int(extent) if isinstance(extent, tvm.tirx.IntImm) else None
@@ -103,7 +118,8 @@ def cpu_pipeline_with_schedules(target: Any, before_schedules: list[Any],
                                 schedules: bool = True) -> Any:
     """TVM's default CPU pipeline with `before_schedules` (applying tuning records) and the
     default schedules between fusion and lowering (kernels with records keep theirs)."""
-    rules = [dlight.cpu.Reduction(), dlight.cpu.GEMV(), Injective(), ParallelOuter()]
+    rules = [Guarded(dlight.cpu.Reduction()), Guarded(dlight.cpu.GEMV()), Injective(),
+             ParallelOuter()]
     scheduling = [dlight.ApplyDefaultSchedule(*rules)] if schedules else []
 
     @tvm.transform.module_pass(opt_level=0, name="xpuport.CpuPipeline")  # type: ignore[untyped-decorator]

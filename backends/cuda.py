@@ -42,7 +42,7 @@ class CudaBackend(GpuBackend):
 
     def cache_key(self, profile: HardwareProfile) -> str:
         return (f"tvm={tvm.__version__};nvcc={nvcc_version()};target={self.target(profile)};"
-                f"library={cuda_kernels.installed_library()}")
+                f"library={','.join(lib.abi for lib in cuda_kernels.cuda_libraries())}")
 
     def package(self, executable: Any, profile: HardwareProfile) -> dict[str, bytes]:
         with self.target(profile):  # TVM's nvcc driver reads the current target

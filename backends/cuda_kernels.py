@@ -14,7 +14,7 @@ from typing import Any
 
 import tvm_ffi
 
-from xpuport.backends.host_kernels import torch_conv2d_into, torch_matmul_into
+from xpuport.backends.host_kernels import torch_conv2d, torch_matmul_into
 from xpuport.lowering.library import Library
 
 _FLOATS = frozenset({"float32", "float16", "bfloat16"})
@@ -28,8 +28,9 @@ def installed_library() -> str | None:
 def cuda_libraries() -> list[Library]:
     name = installed_library()
     if name == "torch":
-        return [Library("cuda", "torch", kind, _FLOATS)
-                for kind in ("matmul", "batch_matmul", "conv2d")]
+        return [Library("cuda", "torch", "matmul", _FLOATS),
+                Library("cuda", "torch", "batch_matmul", _FLOATS),
+                Library("cuda", "torch", "conv2d", _FLOATS, allocates=True)]
     if name == "cupy":  # cupy has no convolution of its own: TVM generates conv2d
         return [Library("cuda", "cupy", kind, _FLOATS - {"bfloat16"})
                 for kind in ("matmul", "batch_matmul")]
@@ -43,7 +44,7 @@ def register() -> None:
         for kind in ("matmul", "batch_matmul"):
             tvm_ffi.register_global_func(f"xpuport.cuda.torch.{kind}", torch_matmul_into,
                                          override=True)
-        tvm_ffi.register_global_func("xpuport.cuda.torch.conv2d", torch_conv2d_into,
+        tvm_ffi.register_global_func("xpuport.cuda.torch.conv2d", torch_conv2d,
                                      override=True)
     if importlib.util.find_spec("cupy") is not None:
         for kind in ("matmul", "batch_matmul"):

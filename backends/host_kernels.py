@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+import tvm
 import tvm_ffi
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -33,7 +34,8 @@ def host_libraries() -> list[Library]:
     return [
         Library("cpu", "numpy", "matmul", _FLOATS),
         Library("cpu", "numpy", "batch_matmul", _FLOATS),
-        Library("cpu", conv, "conv2d", _FLOAT32 if conv == "torch" else _FLOATS),
+        Library("cpu", "torch", "conv2d", _FLOAT32, allocates=True) if conv == "torch"
+        else Library("cpu", "numpy", "conv2d", _FLOATS),
     ]
 
 
@@ -44,7 +46,7 @@ def register() -> None:
     tvm_ffi.register_global_func("xpuport.cpu.numpy.batch_matmul", _numpy_matmul, override=True)
     tvm_ffi.register_global_func("xpuport.cpu.numpy.conv2d", _numpy_conv2d, override=True)
     if importlib.util.find_spec("torch") is not None:
-        tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d", torch_conv2d_into, override=True)
+        tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d", torch_conv2d, override=True)
 
 
 def _numpy_matmul(a: Any, b: Any, out: Any) -> None:
@@ -84,12 +86,12 @@ def _numpy_conv2d(x: Any, w: Any, *attributes_out: Any) -> None:
         ).transpose(0, 3, 1, 2)
 
 
-def torch_conv2d_into(x: Any, w: Any, *attributes_out: Any) -> None:
-    """torch's conv2d on whatever device the tensors are on (oneDNN, cuDNN, MIOpen)."""
+def torch_conv2d(x: Any, w: Any, *attributes: int) -> Any:
+    """torch's conv2d on whatever device the tensors are on (oneDNN, cuDNN, MIOpen); its
+    result goes back to TVM through DLPack, uncopied (torch allocates 64-byte aligned)."""
     import torch
     import torch.nn.functional as F  # torch's own convention
 
-    *attributes, out = attributes_out  # call_dps_packed appends the output
     sh, sw, top, left, bottom, right, dh, dw, groups = attributes
     data = torch.from_dlpack(x)
     if (top, left) != (bottom, right):  # torch pads symmetrically: pad the rest explicitly
@@ -97,4 +99,4 @@ def torch_conv2d_into(x: Any, w: Any, *attributes_out: Any) -> None:
         top = left = 0
     with torch.no_grad():
         result = F.conv2d(data, torch.from_dlpack(w), None, (sh, sw), (top, left), (dh, dw), groups)
-    torch.from_dlpack(out).copy_(result)
+    return tvm.runtime.from_dlpack(result.contiguous())

@@ -110,6 +110,7 @@ def run_info(backend: Backend, profile: HardwareProfile, request: ConformRequest
         "versions": environment_versions(),
         "filters": {"ops": list(request.ops), "dtypes": list(request.dtypes)},
         "fallback": request.options.fallback,
+        "library": request.options.library,
     }
 
 

@@ -64,9 +64,14 @@ class Engine(ABC):
         """Runners for what was prepared; errors and declines for the rest."""
 
 
-def engine_for(backend: Backend, profile: HardwareProfile, fallback: bool = False) -> Engine:
+def engine_for(backend: Backend, profile: HardwareProfile, fallback: bool = False,
+               library: bool = True) -> Engine:
+    """`library`: the backend's library dispatch on (as compile does) or off (TVM only)."""
+    options = CompileOptions(library=library)
     if isinstance(backend, TvmBackend):
-        return FallbackEngine(backend, profile) if fallback else TvmEngine(backend, profile)
+        if fallback:
+            return FallbackEngine(backend, profile, options)
+        return TvmEngine(backend, profile, options)
     if isinstance(backend, OrtBackend):
         return OrtEngine(backend, profile)
     raise PluginError(
@@ -152,9 +157,10 @@ _ML_DTYPES = {"bfloat16": np.dtype(ml_dtypes.bfloat16),
 class TvmEngine(Engine):
     """Imports each case, merges them into one IRModule (one function each), builds once."""
 
-    def __init__(self, backend: TvmBackend, profile: HardwareProfile) -> None:
+    def __init__(self, backend: TvmBackend, profile: HardwareProfile,
+                 options: CompileOptions | None = None) -> None:
         self.backend, self.profile = backend, profile
-        self.options = CompileOptions()
+        self.options = options or CompileOptions()
 
     def prepare(self, cases: Sequence[Case]) -> Prepared:
         imported: dict[str, tuple[Any, list[str]]] = {}
@@ -244,8 +250,9 @@ class FallbackEngine(Engine):
     """Each case through `xpuport.compile`, into a scratch artifact: the lowering a user's
     model gets, host regions included (slower: no batching)."""
 
-    def __init__(self, backend: TvmBackend, profile: HardwareProfile) -> None:
-        self.backend, self.profile = backend, profile
+    def __init__(self, backend: TvmBackend, profile: HardwareProfile,
+                 options: CompileOptions) -> None:
+        self.backend, self.profile, self.options = backend, profile, options
         self.scratch = Path(tempfile.mkdtemp(prefix="xpuport-conform-"))
         # removed when the worker ends normally; a killed worker leaves it to the OS's /tmp
         weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)
@@ -261,7 +268,8 @@ class FallbackEngine(Engine):
             path.write_bytes(case.model)
             try:
                 artifact = compile_model(path, self.backend.name, self.profile.name,
-                                         self.scratch / f"case-{self.count}", use_cache=False)
+                                         self.scratch / f"case-{self.count}", use_cache=False,
+                                         options=self.options, tuning=False)
             except Exception as exc:  # noqa: BLE001  # any failure is this case's error
                 prepared.errors[case.case_id] = error_text(exc)
                 continue

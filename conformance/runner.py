@@ -34,10 +34,12 @@ class RunOptions:
     timeout: float = 120.0  # seconds one case may run; preparing a batch gets twice that
     batch_size: int = 32
     fallback: bool = False  # compile each case as `xpuport compile` would, host regions too
+    library: bool = True  # the backend's library dispatch, as compile does by default
 
 
 def worker_main(conn: Connection, backend_name: str, profile_name: str,
-                log_path: str | None = None, fallback: bool = False) -> None:
+                log_path: str | None = None, fallback: bool = False,
+                library: bool = True) -> None:
     """A worker's loop: receive a batch, prepare it, run its cases, until told to stop."""
     if log_path is not None:  # TVM's and the kernels' own chatter goes to the run's log
         log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -49,7 +51,7 @@ def worker_main(conn: Connection, backend_name: str, profile_name: str,
     from xpuport.conformance.evaluate import evaluate
 
     backend = get_backend(backend_name)
-    engine = engine_for(backend, resolve_profile(backend, profile_name), fallback)
+    engine = engine_for(backend, resolve_profile(backend, profile_name), fallback, library)
     while True:
         try:
             batch: list[Case] | None = conn.recv()
@@ -128,7 +130,8 @@ class Runner:
         parent, child = self.context.Pipe()
         process = self.context.Process(target=worker_main, daemon=True,
                                        args=(child, self.backend, self.profile,
-                                             self.log_path, self.options.fallback))
+                                             self.log_path, self.options.fallback,
+                                             self.options.library))
         process.start()
         child.close()
         return _Worker(process, parent)

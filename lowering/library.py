@@ -32,10 +32,18 @@ class Library:
     name: str  # "numpy", "torch", "cupy"
     op: str  # "matmul", "batch_matmul", "conv2d" (see op_kind)
     dtypes: frozenset[str]
+    # The kernel returns a tensor it allocated (shared through DLPack), instead of writing
+    # into one TVM allocated: saves a copy where the library has no out= form (torch conv).
+    allocates: bool = False
 
     @property
     def function(self) -> str:
         return f"{PREFIX}{self.device}.{self.name}.{self.op}"
+
+    @property
+    def abi(self) -> str:
+        """The function and its calling convention: part of the backend's cache key."""
+        return f"{self.function}:{'returns' if self.allocates else 'dps'}"
 
 
 _MATMUL = "relax.matmul"
@@ -80,6 +88,9 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]  # TVM's mutator base is u
         if library is None or not _eligible(call, library):
             return call
         extra = _conv2d_attributes(call) if library.op == "conv2d" else []
+        if library.allocates:
+            return relax.op.call_pure_packed(library.function, *call.args, *extra,
+                                             ty_args=call.ty)
         return relax.op.call_dps_packed(
             library.function, relax.Tuple([*call.args, *extra]), call.ty
         )

@@ -56,6 +56,7 @@ def lower(
             return tvm.compile(module, target=target, relax_pipeline=pipeline)
     except Exception as exc:  # TVM 0.27 raises builtin types and its own; all mean 'failed'
         raise CompileError(
-            f"TVM failed to build for {target.kind.name}: {str(exc).strip().splitlines()[0]}",
+            f"TVM failed to build for {target.kind.name}: "
+            f"{(str(exc).strip() or repr(exc)).splitlines()[0]}",
             "set TVM_BACKTRACE=1 for TVM's trace, and report it with `xpuport inspect` output",
         ) from exc

@@ -139,7 +139,8 @@ def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
         raise TuningError("nothing to tune: every kernel of this model is a library call",
                           "compile it as is, or tune with --no-library to tune TVM's kernels")
     started, done, rounds = time.monotonic(), 0, 0
-    per_round = trials if budget is None else max(len(tasks) * 4, trials // 4)
+    # With a budget, small rounds: a round is never cut short, so it bounds the overshoot.
+    per_round = trials if budget is None else max(len(tasks), 32)
     while done < trials and (budget is None or time.monotonic() - started < budget):
         step = min(per_round, trials - done)
         with tvm.transform.PassContext(opt_level=3):

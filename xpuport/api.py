@@ -262,6 +262,7 @@ def conform(
     jobs: int = 1,
     resume: bool = False,
     fallback: bool = False,
+    library: bool = True,
 ) -> dict[str, Any]:
     """Run a conformance suite on a backend into `out`; returns report.json's content.
 
@@ -276,7 +277,8 @@ def conform(
     resolved = resolve_profile(impl, profile)
     folder = Path(out)
     request = ConformRequest(impl.name, folder, resolved.name, suite, tuple(ops), tuple(dtypes),
-                             resume, RunOptions(jobs=jobs, fallback=fallback))
+                             resume, RunOptions(jobs=jobs, fallback=fallback,
+                                                     library=library))
     results = run_conformance(request, impl, resolved)
     summary = summarize(read_run(folder), results)
     write_documents(folder, summary, results)

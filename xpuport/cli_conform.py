@@ -55,6 +55,8 @@ def conform_command(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
     fallback: Annotated[bool, typer.Option(
         help="Compile each case as `xpuport compile` does: declined nodes on the host.")] = False,
+    library: Annotated[bool, typer.Option(
+        help="The backend's library dispatch (MatMul/Conv to BLAS, oneDNN, cuBLAS).")] = True,
     expectations: Annotated[
         list[Path] | None, typer.Option(help="Extra expectations TOML (repeatable).")
     ] = None,
@@ -71,7 +73,8 @@ def conform_command(
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = output or Path("out") / "conform" / f"{backend}-{suite}-{stamp}"
     request = ConformRequest(backend, folder, resolved.name, suite, _split(ops), _split(dtypes),
-                             resume, RunOptions(jobs=jobs, timeout=timeout, fallback=fallback),
+                             resume, RunOptions(jobs=jobs, timeout=timeout, fallback=fallback,
+                                        library=library),
                              tuple(expectations or ()))
     results = _run_with_progress(request, impl, resolved, show=not as_json)
     summary = summarize(read_run(folder), results)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import xpuport
 from xpuport.api import resolve_profile
 from xpuport.backends import registry
 from xpuport.conformance.conform import ConformRequest, conform, suite_cases
@@ -228,3 +229,13 @@ def test_list_shows_the_ops_and_their_dtypes():
     assert result.returncode == 0, result.stderr
     assert set(json.loads(result.stdout)) == {"MatMul"}
     assert "bfloat16" in json.loads(result.stdout)["MatMul"]
+
+
+@pytest.mark.parametrize("library", [True, False], ids=["library", "tvm-only"])
+def test_matmul_and_conv_pass_with_and_without_library_dispatch(tmp_path, library):
+    summary = xpuport.conform("cpu", tmp_path / "run", ops=["MatMul", "Gemm", "Conv"],
+                              dtypes=["float32"], library=library)
+    assert summary["counts"]["pass"] >= 10
+    assert summary["failures"] == []
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["library"] is library

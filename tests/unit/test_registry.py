@@ -297,7 +297,7 @@ def test_compile_options_defaults_and_json():
     options = CompileOptions(opt_level=0)
 
     assert options.to_json() == {"opt_level": 0, "inline_functions": False, "library": True,
-                               "schedules": True, "tuning_db": None}
+                               "schedules": True, "fast_math": True, "tuning_db": None}
     assert CompileOptions().opt_level == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.opt_level = 2  # type: ignore[misc]

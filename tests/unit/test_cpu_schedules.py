@@ -1,0 +1,76 @@
+"""backends/cpu_schedules.py and cpu_fast_math.py: TVM's kernels scheduled and vectorizable."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import tvm
+from onnx import TensorProto, helper
+
+import xpuport
+from xpuport.backends.base import CompileOptions
+from xpuport.backends.cpu import CpuBackend
+from xpuport.backends.cpu_fast_math import fast_math
+from xpuport.backends.cpu_schedules import PARALLEL_MIN_ELEMENTS, Guarded, Injective
+from xpuport.hw_profiles import load_profile
+from xpuport.lowering.to_relax import to_relax
+
+PROFILE = load_profile("generic/x86-64")
+
+
+def _unary(path, op: str, shape, dtype=TensorProto.FLOAT) -> str:
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], op,
+                              [helper.make_tensor_value_info("x", dtype, shape)],
+                              [helper.make_tensor_value_info("y", dtype, shape)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), path)
+    return str(path)
+
+
+def _kernel(path: str) -> str:
+    """The scheduled TIR of the model's one kernel, as text."""
+    backend = CpuBackend()
+    module = backend.fused_kernels(to_relax(onnx.load(path)), PROFILE, CompileOptions())
+    target = backend.target(PROFILE)
+    from tvm.s_tir import dlight
+
+    with target:
+        scheduled = dlight.ApplyDefaultSchedule(Injective())(module)
+    return "\n".join(f.script() for f in scheduled.functions.values()
+                     if isinstance(f, tvm.tirx.PrimFunc))
+
+
+def test_a_large_elementwise_kernel_runs_parallel_and_vectorized(tmp_path):
+    text = _kernel(_unary(tmp_path / "r.onnx", "Relu", [64, PARALLEL_MIN_ELEMENTS // 64]))
+    assert "T.parallel" in text and "T.vectorized" in text
+
+
+def test_a_small_elementwise_kernel_stays_serial(tmp_path):
+    text = _kernel(_unary(tmp_path / "r.onnx", "Relu", [4, 64]))
+    assert "T.parallel" not in text and "T.vectorized" in text
+
+
+def test_a_rule_that_fails_declines_instead_of_breaking_the_build():
+    class Broken(tvm.s_tir.dlight.ScheduleRule):
+        def apply(self, func, target, tunable):
+            raise AssertionError
+
+    assert Guarded(Broken()).apply(None, None, False) is None
+
+
+def test_fast_math_replaces_float32_erf_and_keeps_float16(tmp_path):
+    for dtype, fast in ((TensorProto.FLOAT, True), (TensorProto.FLOAT16, False)):
+        module = fast_math(to_relax(onnx.load(_unary(tmp_path / "e.onnx", "Erf", [8], dtype))))
+        assert ("R.erf" not in module.script()) is fast
+
+
+@pytest.mark.parametrize("op", ["Erf", "Gelu", "Tanh", "Exp", "Softmax"])
+def test_fast_math_stays_within_float32_tolerance_and_keeps_special_values(tmp_path, op):
+    path = _unary(tmp_path / "m.onnx", op, [2, 9])
+    x = np.linspace(-6, 6, 18, dtype=np.float32).reshape(2, 9)
+    x[0, :3] = [np.inf, -np.inf, np.nan] if op in ("Erf", "Tanh") else x[0, :3]
+    fast = xpuport.compile(path, "cpu", output_dir=tmp_path / "fast", use_cache=False)
+    exact = xpuport.compile(path, "cpu", output_dir=tmp_path / "exact", use_cache=False,
+                            options=CompileOptions(fast_math=False))
+    np.testing.assert_allclose(fast.run({"x": x})["y"], exact.run({"x": x})["y"],
+                               rtol=2e-6, atol=2e-6)
