@@ -108,6 +108,14 @@ def tuned_kernels(module: Any, database: TuningDatabase, target: Any) -> list[st
     return sorted(names)
 
 
+def _search_strategy() -> Any:
+    """MetaSchedule's evolutionary search with a smaller population than its default 512, so
+    that a small host spends its budget measuring candidates rather than evolving them."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.search_strategy.EvolutionarySearch(population_size=128, genetic_num_iters=2)
+
+
 def measured_target(target: Any) -> Any:
     """MetaSchedule's CPU search needs the core count it may parallelize over."""
     if target.kind.name != "llvm" or "num-cores" in target.attrs:
@@ -147,7 +155,8 @@ def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
             ms.relax_integration.tune_relax(
                 module, {}, target, str(database.path), max_trials_global=step,
                 num_trials_per_iter=min(64, max(step // len(tasks), 8)),
-                database=database.meta_schedule(), builder="local", runner="local")
+                database=database.meta_schedule(), builder="local", runner="local",
+                strategy=_search_strategy())
         done, rounds = done + step, rounds + 1
         on_round(rounds, done)
     return TuneResult(database.path, len(tasks), done, time.monotonic() - started, rounds)

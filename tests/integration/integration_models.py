@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -42,3 +43,21 @@ def legacy_cnn(path: Path) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)], ir_version=4)
     onnx.save(model, path)
     return path
+
+
+def assert_matches_torch_and_onnxruntime(artifact: Any, name: str, onnx_path: Path) -> None:
+    """Run a MODELS entry's artifact on seeded input; fp32 agreement with torch and ORT."""
+    import torch
+
+    from xpuport.benchmarks.models import MODELS
+    from xpuport.compare import onnxruntime_session
+    from xpuport.ir.export import load_factory
+
+    entry = MODELS[name]
+    x = np.random.default_rng(1).standard_normal(entry.inputs["x"]).astype(np.float32)
+    (ours,) = artifact.run({"x": x}).values()
+    with torch.no_grad():
+        expected_torch = load_factory(entry.factory)(torch.from_numpy(x)).numpy()
+    (expected_ort,) = onnxruntime_session(onnx_path).run(None, {"x": x})
+    np.testing.assert_allclose(ours, expected_torch, atol=ATOL, rtol=RTOL)
+    np.testing.assert_allclose(ours, expected_ort, atol=ATOL, rtol=RTOL)

@@ -6,17 +6,12 @@ and says why.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
-from integration_models import ATOL, RTOL
+from integration_models import assert_matches_torch_and_onnxruntime
 
 import xpuport
 from xpuport.backends.base import CompileOptions
 from xpuport.backends.cuda import CudaBackend
-from xpuport.benchmarks.models import MODELS
-from xpuport.compare import onnxruntime_session
-from xpuport.ir.export import load_factory
 
 pytestmark = [
     pytest.mark.gpu,
@@ -29,17 +24,10 @@ PROFILE = "nvidia/h100"
 @pytest.mark.parametrize("library", [True, False], ids=["library", "tvm-only"])
 @pytest.mark.parametrize("name", ["mlp", "cnn", "encoder"])
 def test_model_matches_torch_and_onnxruntime_on_cuda(name, library, exported, tmp_path):
-    entry = MODELS[name]
     artifact = xpuport.compile(exported[name], "cuda", PROFILE, tmp_path / "art",
                                options=CompileOptions(library=library))
-    x = np.random.default_rng(1).standard_normal(entry.inputs["x"]).astype(np.float32)
-    (ours,) = artifact.run({"x": x}).values()
-    with torch.no_grad():
-        expected_torch = load_factory(entry.factory)(torch.from_numpy(x)).numpy()
-    (expected_ort,) = onnxruntime_session(exported[name]).run(None, {"x": x})
     # TF32 is off in TVM's kernels and in torch's by default: fp32 tolerances hold.
-    np.testing.assert_allclose(ours, expected_torch, atol=ATOL, rtol=RTOL)
-    np.testing.assert_allclose(ours, expected_ort, atol=ATOL, rtol=RTOL)
+    assert_matches_torch_and_onnxruntime(artifact, name, exported[name])
 
 
 def test_ops_suite_on_cuda_against_the_float64_reference(tmp_path):

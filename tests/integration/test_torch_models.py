@@ -5,29 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from integration_models import ATOL, RTOL
+from integration_models import ATOL, RTOL, assert_matches_torch_and_onnxruntime
 
 import xpuport
 from xpuport.backends.base import CompileOptions
 from xpuport.benchmarks.models import MODELS, mlp
-from xpuport.compare import onnxruntime_session
-from xpuport.ir.export import load_factory
 
 
 @pytest.mark.parametrize("library", [True, False], ids=["library", "tvm-only"])
 @pytest.mark.parametrize("name", ["mlp", "cnn", "encoder"])
 def test_model_matches_torch_and_onnxruntime(name, library, exported, tmp_path):
-    entry = MODELS[name]
     artifact = xpuport.compile(exported[name], "cpu", output_dir=tmp_path / "art",
                                options=CompileOptions(library=library))
     assert bool(artifact.manifest["library_calls"]) == library
-    x = np.random.default_rng(1).standard_normal(entry.inputs["x"]).astype(np.float32)
-    (ours,) = artifact.run({"x": x}).values()
-    with torch.no_grad():
-        expected_torch = load_factory(entry.factory)(torch.from_numpy(x)).numpy()
-    (expected_ort,) = onnxruntime_session(exported[name]).run(None, {"x": x})
-    np.testing.assert_allclose(ours, expected_torch, atol=ATOL, rtol=RTOL)
-    np.testing.assert_allclose(ours, expected_ort, atol=ATOL, rtol=RTOL)
+    assert_matches_torch_and_onnxruntime(artifact, name, exported[name])
 
 
 def test_reloaded_artifact_gives_the_same_outputs(exported, tmp_path):
