@@ -29,7 +29,8 @@ class Timing:
 
 
 BLOCKS = 5  # rounds over the engines; drift over the run hits every engine alike
-SETTLE_S = 0.05  # idle time before an engine's block: other engines' spinning threads park
+SETTLE_S = 0.5  # idle time before an engine's block: other engines' spinning threads park
+# (OpenBLAS workers busy-wait for about 0.1-0.3 s after their last call)
 
 
 def measure(runners: Mapping[str, Runner], warmup: int = 3, repeat: int = 20) -> list[Timing]:
