@@ -108,6 +108,23 @@ def tuned_kernels(module: Any, database: TuningDatabase, target: Any) -> list[st
     return sorted(names)
 
 
+# MetaSchedule's 30 s default is less than one build takes on a loaded 2-core host (each
+# build restarts its worker pool, and each worker imports TVM): candidates timed out unbuilt.
+WORKER_TIMEOUT_S = 300.0
+
+
+def _builder() -> Any:
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.builder.LocalBuilder(timeout_sec=WORKER_TIMEOUT_S)
+
+
+def _runner() -> Any:
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.runner.LocalRunner(timeout_sec=WORKER_TIMEOUT_S)
+
+
 def _search_strategy() -> Any:
     """MetaSchedule's evolutionary search with a smaller population than its default 512, so
     that a small host spends its budget measuring candidates rather than evolving them."""
@@ -155,7 +172,7 @@ def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
             ms.relax_integration.tune_relax(
                 module, {}, target, str(database.path), max_trials_global=step,
                 num_trials_per_iter=min(64, max(step // len(tasks), 8)),
-                database=database.meta_schedule(), builder="local", runner="local",
+                database=database.meta_schedule(), builder=_builder(), runner=_runner(),
                 strategy=_search_strategy())
         done, rounds = done + step, rounds + 1
         on_round(rounds, done)
