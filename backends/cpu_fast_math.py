@@ -16,6 +16,8 @@ import tvm
 from tvm import relax, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from xpuport.lowering.library import rewrite_relax_functions
+
 
 def _fast_erf(x: Any) -> Any:
     """topi's fast_erf clamps its input to [-4, 4] first, so erf(nan) would be +-1: keep
@@ -54,8 +56,4 @@ def _float32(call: Any) -> bool:
 
 @tvm.transform.module_pass(opt_level=0, name="xpuport.FastMath")  # type: ignore[untyped-decorator]
 def fast_math(module: Any, _context: Any) -> Any:
-    rewriter = _FastMath(module)
-    for global_var, function in module.functions.items():
-        if isinstance(function, relax.Function):
-            rewriter.builder_.update_func(global_var, rewriter.visit_expr(function))
-    return rewriter.builder_.get()
+    return rewrite_relax_functions(module, _FastMath(module))

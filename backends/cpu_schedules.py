@@ -25,7 +25,7 @@ class Injective(dlight.ScheduleRule):  # type: ignore[misc]  # dlight is untyped
     """Elementwise and data-movement kernels: one fused loop, vectorized and parallel."""
 
     def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
-        if not isinstance(func, tvm.tirx.PrimFunc) or target.kind.name != "llvm":
+        if not _cpu_kernel(func, target):
             return None
         sch = s_tir.Schedule(func)
         blocks = dlight.normalize_prim_func(sch)
@@ -54,7 +54,7 @@ class ParallelOuter(dlight.ScheduleRule):  # type: ignore[misc]
     runs in parallel when the block is large."""
 
     def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
-        if not isinstance(func, tvm.tirx.PrimFunc) or target.kind.name != "llvm":
+        if not _cpu_kernel(func, target):
             return None
         sch = s_tir.Schedule(func)
         blocks = dlight.normalize_prim_func(sch)
@@ -86,6 +86,11 @@ class Guarded(dlight.ScheduleRule):  # type: ignore[misc]
             return self.rule.apply(func, target, tunable)
         except (AssertionError, ValueError, IndexError, RuntimeError):
             return None
+
+
+def _cpu_kernel(func: Any, target: Any) -> bool:
+    # dlight's ApplyDefaultSchedule asks every rule, whatever the target.
+    return isinstance(func, tvm.tirx.PrimFunc) and target.kind.name == "llvm"
 
 
 def _extent(sch: Any, loop: Any) -> int | None:

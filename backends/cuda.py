@@ -45,10 +45,10 @@ class CudaBackend(GpuBackend):
                 f"library={','.join(lib.abi for lib in cuda_kernels.cuda_libraries())}")
 
     def package(self, executable: Any, profile: HardwareProfile) -> dict[str, bytes]:
+        sources = [module.inspect_source() for module in device_modules(executable, "cuda")]
         with self.target(profile):  # TVM's nvcc driver reads the current target
-            return {f"cuda-{source_digest(m.inspect_source())}.fatbin": compile_fatbin(
-                m.inspect_source(), str(profile.target["arch"]))
-                for m in device_modules(executable, "cuda")}
+            return {f"cuda-{source_digest(code)}.fatbin":
+                    compile_fatbin(code, str(profile.target["arch"])) for code in sources}
 
     def prepare_runtime(self, folder: Path | None = None) -> None:
         cuda_kernels.register()

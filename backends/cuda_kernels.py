@@ -52,8 +52,6 @@ def register() -> None:
                                          override=True)
 
 
-
-
 def _cupy_matmul(a: Any, b: Any, out: Any) -> None:
     import cupy  # type: ignore[import-not-found]  # optional, on GPU hosts only
 

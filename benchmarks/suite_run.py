@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,9 +14,10 @@ import numpy as np
 
 import xpuport
 from xpuport.backends.base import CompileOptions
-from xpuport.benchmarks.harness import measure, ratio
+from xpuport.benchmarks.harness import Timing, measure, ratio
 from xpuport.benchmarks.peers import peer_device, peer_runner
 from xpuport.ir.inspect import TensorSpec
+from xpuport.lowering.artifact import Artifact
 
 if TYPE_CHECKING:  # the suite's models import torch: only the suite run needs it
     from xpuport.benchmarks.suite import SuiteModel
@@ -62,11 +63,8 @@ def bench_one(
     shape = (batch, *model.shape)
     feeds = {spec.name: rng.integers(0, 100, shape).astype(np.int64) if model.dtype == "int64"
              else rng.standard_normal(shape).astype(dtype)}
-    device = peer_device(request.backend)
-    runners: dict[str, Callable[[], object]] = {"xpuport": artifact.timed_runner(feeds)}
-    for peer in request.peers:
-        runners[peer] = peer_runner(peer, device, path, module, feeds)
-    timings = measure(runners, warmup=request.warmup, repeat=request.repeat)
+    timings = time_against_peers(artifact, feeds, request.peers, path, module,
+                                 request.warmup, request.repeat)
     return {
         "model": model.name,
         "batch": batch,
@@ -76,6 +74,17 @@ def bench_one(
         "median_ms": {t.engine: round(t.median_ms, 4) for t in timings},
         "ratio": {t.engine: round(ratio(timings[0], t), 3) for t in timings[1:]},
     }
+
+
+def time_against_peers(artifact: Artifact, feeds: Mapping[str, np.ndarray],
+                       peers: Sequence[str], onnx_path: Path, module: object | None,
+                       warmup: int, repeat: int) -> list[Timing]:
+    """xpuport first, then each peer on the artifact's device, in one measurement."""
+    device = peer_device(artifact.backend_name)
+    runners: dict[str, Callable[[], object]] = {"xpuport": artifact.timed_runner(feeds)}
+    for peer in peers:
+        runners[peer] = peer_runner(peer, device, onnx_path, module, feeds)
+    return measure(runners, warmup=warmup, repeat=repeat)
 
 
 def machine() -> str:

@@ -45,7 +45,6 @@ class RegionExecutor:
                  backend: TvmBackend) -> None:
         self.regions = list(regions)
         self.device = backend.device()
-        backend.prepare_runtime(folder)
         self.runners: dict[int, Any] = {}
         for region in self.regions:
             path = str(folder / region["file"])

@@ -58,12 +58,18 @@ def dispatch_pass(libraries: Iterable[Library]) -> Any:
     def dispatch(module: Any, _context: Any) -> Any:
         rewriter = _Rewriter(module)
         rewriter.by_kind = by_kind
-        for global_var, function in module.functions.items():
-            if isinstance(function, relax.Function):
-                rewriter.builder_.update_func(global_var, rewriter.visit_expr(function))
-        return rewriter.builder_.get()
+        return rewrite_relax_functions(module, rewriter)
 
     return dispatch
+
+
+def rewrite_relax_functions(module: Any, rewriter: Any) -> Any:
+    """`module` with each Relax function passed through `rewriter` (a PyExprMutator built
+    on `module`); PrimFuncs stay as they are."""
+    for global_var, function in module.functions.items():
+        if isinstance(function, relax.Function):
+            rewriter.builder_.update_func(global_var, rewriter.visit_expr(function))
+    return rewriter.builder_.get()
 
 
 def op_kind(call: Any) -> str | None:

@@ -95,8 +95,6 @@ def create_database(path: Path, profile: HardwareProfile, target: Any) -> Tuning
 
 def tuned_kernels(module: Any, database: TuningDatabase, target: Any) -> list[str]:
     """The kernels of a legalized, fused module for which the database holds a record."""
-    from tvm.s_tir import meta_schedule as ms
-
     records = database.meta_schedule()
     names = []
     for global_var, function in module.functions.items():
@@ -104,7 +102,6 @@ def tuned_kernels(module: Any, database: TuningDatabase, target: Any) -> list[st
             workload = tvm.IRModule({"main": function.with_attr("global_symbol", "main")})
             if records.query_tuning_record(workload, target, global_var.name_hint) is not None:
                 names.append(global_var.name_hint)
-    del ms
     return sorted(names)
 
 

@@ -115,7 +115,8 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
         opts = dataclasses.replace(opts, tuning_db=str(database.path))
     source_hash = graph_hash(model)
     backend_key = backend_impl.cache_key(resolved)
-    identity = {**opts.to_json(), "tuning_db": database.digest() if database else None}
+    records_digest = database.digest() if database is not None else None
+    identity = {**opts.to_json(), "tuning_db": records_digest}
     key = compile_key(source_hash, backend_key, resolved.to_json(), identity)
     cache = CompileCache() if use_cache else None
     cached = cache.lookup(key) if cache else None
@@ -124,8 +125,7 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
         check_fallback(Artifact(cached).manifest.get("fallback", []), strict, max_fallback)
         return _deliver(cached, out)
     step("canonicalize")
-    canonical = canonicalize(model, inline_functions=opts.inline_functions)
-    canonical, placement = place(canonical, backend_impl, resolved)
+    canonical, placement = _canonical_placement(model, backend_impl, resolved, opts)
     summary = summarize(canonical)
     placement_json = placement.to_json()
     fallback = placement_json["fallback"]
@@ -154,7 +154,7 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
         "fallback": fallback,
         "decomposed": placement_json["decomposed"],
         "library_calls": calls,
-        "tuning": {"database": str(database.path), "digest": database.digest(),
+        "tuning": {"database": str(database.path), "digest": records_digest,
                    "tuned_kernels": tuned} if database is not None else None,
         **({"regions": regions} if regions else {}),
     }
@@ -179,6 +179,13 @@ def _build(
     if not placement.fallback:
         return {LIBRARY: build(model, backend, profile, options)}, {}, []
     return build_regions(model, placement, backend, profile, options)
+
+
+def _canonical_placement(model: Any, backend: TvmBackend, profile: HardwareProfile,
+                         options: CompileOptions) -> tuple[Any, Placement]:
+    """The graph `compile` lowers, and where its nodes run: tuning must see the same."""
+    canonical = canonicalize(model, inline_functions=options.inline_functions)
+    return place(canonical, backend, profile)
 
 
 def _tuning_database(backend: TvmBackend, profile: HardwareProfile,
@@ -218,7 +225,8 @@ def tune(
                           "tune for --backend cpu")
     resolved = resolve_profile(backend_impl, profile)
     opts = options or CompileOptions()
-    canonical, placement = place(canonicalize(load_model(model_path)), backend_impl, resolved)
+    canonical, placement = _canonical_placement(load_model(model_path), backend_impl, resolved,
+                                                opts)
     if placement.fallback:
         raise TuningError(f"{model_path}: {len(placement.fallback)} node(s) run on the host",
                           "tune a model that runs wholly on the device (see `xpuport inspect`)")

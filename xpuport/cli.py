@@ -19,9 +19,9 @@ from rich.table import Column, Table
 from xpuport import api
 from xpuport.backends.base import CompileOptions
 from xpuport.backends.registry import discover, get_backend
-from xpuport.benchmarks.harness import measure, ratio
-from xpuport.benchmarks.peers import check_peers, peer_device, peer_runner
-from xpuport.benchmarks.suite_run import SuiteRequest
+from xpuport.benchmarks.harness import ratio
+from xpuport.benchmarks.peers import check_peers
+from xpuport.benchmarks.suite_run import SuiteRequest, time_against_peers
 from xpuport.cli_render import print_placement
 from xpuport.compare import DEFAULT_ATOL, DEFAULT_RTOL, compare, run_peer
 from xpuport.errors import ExportError, InputError, ToleranceExceededError, XpuportError
@@ -463,10 +463,7 @@ def bench(
     with compile_progress(enabled=not as_json) as on_step:
         artifact = api.compile(model, backend, profile, on_step=on_step, options=options)
     feeds = random_inputs(artifact.inputs)
-    runners: dict[str, Callable[[], object]] = {"xpuport": artifact.timed_runner(feeds)}
-    for peer in peers:
-        runners[peer] = peer_runner(peer, peer_device(backend), model, None, feeds)
-    timings = measure(runners, warmup=warmup, repeat=repeat)
+    timings = time_against_peers(artifact, feeds, peers, model, None, warmup, repeat)
     rows = [{**t.to_json(), "ratio": ratio(timings[0], t)} for t in timings]
     if as_json:
         return emit_json({"model": str(model), "backend": backend, "timings": rows})
