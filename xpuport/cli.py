@@ -237,6 +237,9 @@ def compile_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Compile an ONNX model for a backend into an artifact directory."""
+    if tuning_db is not None and not tuning:
+        raise XpuportError("--tuning-db and --no-tuning contradict each other",
+                           "give one of them")
     options = CompileOptions(opt_level=opt_level, library=library)
     with compile_progress(enabled=not as_json) as display:
         artifact = api.compile(
@@ -447,6 +450,11 @@ def bench(
              .split(",") if p.strip()]
     check_peers(peers, have_torch_model=suite)
     options = CompileOptions(library=library)
+    suite_only = {"--models": models, "--batches": batches, "--out": out_dir,
+                  "--precision": precision != "float32"}
+    if not suite and any(suite_only.values()):
+        given = ", ".join(name for name, value in suite_only.items() if value)
+        raise XpuportError(f"{given} only apply to the suite", "add --suite, or drop them")
     if suite:
         if precision not in ("float32", "float16"):
             raise XpuportError(f"--precision {precision}", "use float32 or float16")

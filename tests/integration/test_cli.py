@@ -139,6 +139,7 @@ def test_bench_reports_ratio_against_onnxruntime(model):
     assert timings["onnxruntime"]["ratio"] == pytest.approx(expected)
     assert_user_error(invoke("bench", model, "--vs", "tensorrt"), "tensorrt")
     assert_user_error(invoke("bench", model, "--vs", "torch"), "--suite")
+    assert_user_error(invoke("bench", model, "--batches", "1,8"), "--batches")
 
 
 def test_bench_suite_writes_tables_with_every_peer(tmp_path):
@@ -261,3 +262,9 @@ def test_console_script_prints_no_traceback(tmp_path):
     )
     assert done.returncode == 2
     assert "no such file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_compile_refuses_a_tuning_db_with_no_tuning(model, tmp_path):
+    result = invoke("compile", model, "-o", tmp_path / "o", "--tuning-db", tmp_path, "--no-tuning")
+    assert_user_error(result, "--tuning-db")
+    assert not (tmp_path / "o").exists()
