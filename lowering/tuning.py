@@ -5,7 +5,8 @@ A database is a folder: MetaSchedule's two JSON files (workloads and tuning reco
 the structural hash of each kernel) and `xpuport-tuning.json`, which names the profile, the
 target and the TVM version the records were measured with. A database made for another
 profile, target or TVM is refused, never half-applied. Measurement goes through TVM's own
-builder and runner (`local` here), so the same search can run on a remote device over RPC.
+runner (`local` here), so the same search can run on a remote device over RPC; candidates are
+built in a pool kept for the whole run (tuning_builder.py).
 """
 
 from __future__ import annotations
@@ -105,15 +106,15 @@ def tuned_kernels(module: Any, database: TuningDatabase, target: Any) -> list[st
     return sorted(names)
 
 
-# MetaSchedule's 30 s default is less than one build takes on a loaded 2-core host (each
-# build restarts its worker pool, and each worker imports TVM): candidates timed out unbuilt.
+# Generous: a build or run of one candidate on a loaded 2-core host, never a whole batch.
 WORKER_TIMEOUT_S = 300.0
 
 
-def _builder() -> Any:
-    from tvm.s_tir import meta_schedule as ms
+def _builder(target: Any) -> Any:
+    from xpuport.lowering.tuning_builder import PooledBuilder
 
-    return ms.builder.LocalBuilder(timeout_sec=WORKER_TIMEOUT_S)
+    cores = int(target.attrs.get("num-cores", 0)) or os.cpu_count() or 1
+    return PooledBuilder(workers=cores, timeout_s=WORKER_TIMEOUT_S)
 
 
 def _runner() -> Any:
@@ -163,14 +164,18 @@ def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
     started, done, rounds = time.monotonic(), 0, 0
     # With a budget, small rounds: a round is never cut short, so it bounds the overshoot.
     per_round = trials if budget is None else max(len(tasks), 32)
-    while done < trials and (budget is None or time.monotonic() - started < budget):
-        step = min(per_round, trials - done)
-        with tvm.transform.PassContext(opt_level=3):
-            ms.relax_integration.tune_relax(
-                module, {}, target, str(database.path), max_trials_global=step,
-                num_trials_per_iter=min(64, max(step // len(tasks), 8)),
-                database=database.meta_schedule(), builder=_builder(), runner=_runner(),
-                strategy=_search_strategy())
-        done, rounds = done + step, rounds + 1
-        on_round(rounds, done)
+    builder, runner = _builder(target), _runner()  # one worker pool each for every round
+    try:
+        while done < trials and (budget is None or time.monotonic() - started < budget):
+            step = min(per_round, trials - done)
+            with tvm.transform.PassContext(opt_level=3):
+                ms.relax_integration.tune_relax(
+                    module, {}, target, str(database.path), max_trials_global=step,
+                    num_trials_per_iter=min(64, max(step // len(tasks), 8)),
+                    database=database.meta_schedule(), builder=builder, runner=runner,
+                    strategy=_search_strategy())
+            done, rounds = done + step, rounds + 1
+            on_round(rounds, done)
+    finally:
+        builder.shutdown()
     return TuneResult(database.path, len(tasks), done, time.monotonic() - started, rounds)
