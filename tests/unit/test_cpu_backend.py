@@ -9,9 +9,11 @@ import pytest
 import tvm
 from onnx import TensorProto, helper
 
+from xpuport.backends import cpu as cpu_module
 from xpuport.backends.base import node_dtypes
 from xpuport.backends.cpu import CpuBackend
 from xpuport.backends.tvm_import import importable_ops
+from xpuport.errors import DeviceUnavailableError
 from xpuport.hw_profiles import load_profile
 
 HOST = "generic/x86-64"
@@ -136,3 +138,27 @@ def test_cpu_is_always_available():
 
     assert backend.is_available()
     assert backend.device().dlpack_device_type() == tvm.cpu(0).dlpack_device_type()
+
+
+@pytest.mark.parametrize(("features", "expected"), [
+    ({}, "generic/x86-64"),
+    ({"X86_V3": True}, "generic/x86-64-v3"),
+    ({"X86_V3": True, "X86_V4": True}, "generic/x86-64-v4"),
+])
+def test_default_profile_is_the_host_x86_level(monkeypatch, features, expected):
+    monkeypatch.setattr(cpu_module.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(cpu_module, "_host_cpu_features", lambda: features)
+
+    assert CpuBackend().default_profile() == expected
+    assert load_profile(expected).target.get("mcpu", "x86-64") == expected.split("/")[1]
+
+
+def test_code_for_a_level_the_host_lacks_is_refused_with_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setattr(cpu_module, "_host_cpu_features", lambda: {"X86_V3": True})
+    target = dict(load_profile("generic/x86-64-v4").target)
+
+    with pytest.raises(DeviceUnavailableError) as info:
+        cpu_module.check_host_runs(target, str(tmp_path))
+    assert "x86-64-v4" in str(info.value) and str(tmp_path) in str(info.value)
+    assert "generic/x86-64" in info.value.fix
+    cpu_module.check_host_runs(dict(load_profile("generic/x86-64-v3").target), "here")
