@@ -74,3 +74,22 @@ def test_fast_math_stays_within_float32_tolerance_and_keeps_special_values(tmp_p
                             options=CompileOptions(fast_math=False))
     np.testing.assert_allclose(fast.run({"x": x})["y"], exact.run({"x": x})["y"],
                                rtol=2e-6, atol=2e-6)
+
+
+def test_a_broadcast_operand_is_read_once_per_vector_not_per_lane(tmp_path):
+    """conv bias (1, C, 1, 1) over (1, C, H, W): the vector runs along H*W, so the bias
+    index comes from the parallel loop alone (no per-lane division by H*W)."""
+    shape = [1, 16, 56, 56]
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "b"], ["y"])], "bias",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        [helper.make_tensor("b", TensorProto.FLOAT, [1, 16, 1, 1], np.arange(16.0))])
+    path = tmp_path / "bias.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), path)
+    lines = _kernel(str(path)).splitlines()
+    vector = next(line.split()[1] for line in lines if "T.vectorized" in line)
+    channel = next(line for line in lines if "T.axis.spatial(T.int64(16)" in line)
+
+    assert "T.parallel" in "\n".join(lines)
+    assert vector not in channel
