@@ -19,7 +19,8 @@ from xpuport.backends.cpu_schedules import cpu_pipeline_with_schedules, fusion_p
 from xpuport.backends.tvm_import import lowering_support
 from xpuport.errors import DeviceUnavailableError
 from xpuport.hw_profiles import HardwareProfile
-from xpuport.lowering.library import dispatch_pass
+from xpuport.lowering.conv_epilogue import EPILOGUE_OP, epilogue_pass
+from xpuport.lowering.library import dispatch_pass, has_op
 
 _PROFILE_BY_MACHINE = {
     "x86_64": "generic/x86-64",
@@ -55,6 +56,14 @@ def check_host_runs(target: dict[str, object], where: str) -> None:
         )
 
 
+@tvm.transform.module_pass(opt_level=0, name="xpuport.HostDispatch")  # type: ignore[untyped-decorator]
+def host_dispatch(module: Any, _context: Any) -> Any:
+    """Conv epilogues, then heavy ops, to the host's libraries (chosen for this module)."""
+    libraries = host_kernels.host_libraries(convolutions=has_op(module, "relax.nn.conv2d"))
+    epilogue = [epilogue_pass(lib) for lib in libraries if lib.op == EPILOGUE_OP]
+    return tvm.transform.Sequential([*epilogue, dispatch_pass(libraries)])(module)
+
+
 class CpuBackend(TvmBackend):
     name = "cpu"
     applies_tuning = True
@@ -73,7 +82,7 @@ class CpuBackend(TvmBackend):
         return tvm.target.Target(dict(profile.target))
 
     def passes(self, profile: HardwareProfile, options: CompileOptions) -> Sequence[Any]:
-        library = [dispatch_pass(host_kernels.host_libraries())] if options.library else []
+        library = [host_dispatch] if options.library else []
         return [*library, *([fast_math] if options.fast_math else [])]
 
     def pipeline(self, profile: HardwareProfile, options: CompileOptions) -> Any | None:
@@ -104,5 +113,6 @@ class CpuBackend(TvmBackend):
 
     def cache_key(self, profile: HardwareProfile) -> str:
         llvm = tvm.target.codegen.llvm_version_major()
-        libraries = ",".join(lib.abi for lib in host_kernels.host_libraries())
+        choices = {*host_kernels.host_libraries(False), *host_kernels.host_libraries(True)}
+        libraries = ",".join(sorted(lib.abi for lib in choices))
         return f"tvm={tvm.__version__};llvm={llvm};target={self.target(profile)};lib={libraries}"

@@ -1,8 +1,9 @@
-"""Library kernels for the host CPU: numpy's BLAS for matmul, torch's oneDNN for conv2d.
+"""Library kernels for the host CPU: BLAS for matmul, torch's oneDNN for conv2d.
 
-numpy is always present, so matmul always has a library. conv2d goes to torch when it is
-installed (oneDNN's direct convolutions) and to numpy's BLAS through im2col otherwise. Every
-kernel reads and writes TVM's tensors in place through DLPack: no copy on the way in or out.
+numpy is always present, so matmul always has a library. conv2d (with its bias, residual
+add and ReLU fused) goes to torch when it is installed (oneDNN's direct convolutions), and
+then so do the model's GEMMs, to keep one thread pool; without torch, conv2d goes to numpy's
+BLAS through im2col. Every kernel reads TVM's tensors in place through DLPack, uncopied.
 """
 
 from __future__ import annotations
@@ -26,17 +27,22 @@ def torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def host_libraries() -> list[Library]:
-    """What the CPU backend dispatches on this machine: the fastest library present per op."""
-    conv = "torch" if torch_installed() else "numpy"
-    # One BLAS thread pool for every GEMM: torch's OpenMP pool beside numpy's OpenBLAS one
-    # spins against it on a small machine (the d256 encoder: 16 ms instead of 5 ms).
-    return [
-        Library("cpu", "numpy", "matmul", _FLOATS),
-        Library("cpu", "numpy", "batch_matmul", _FLOATS),
-        Library("cpu", "torch", "conv2d", _FLOAT32, allocates=True) if conv == "torch"
-        else Library("cpu", "numpy", "conv2d", _FLOATS),
-    ]
+def host_libraries(convolutions: bool = False) -> list[Library]:
+    """What the CPU backend dispatches on this machine: the fastest library present per op.
+
+    One thread pool per model: OpenBLAS's workers spin for up to 2^28 cycles after a call,
+    so beside torch's OpenMP workers each pool ran at half speed (ResNet-50: 112 ms with its
+    classifier GEMM on OpenBLAS, 53 ms on torch). A model with convolutions that torch takes
+    sends its GEMMs to torch too; one without keeps numpy's BLAS."""
+    if not torch_installed():
+        return [Library("cpu", "numpy", "matmul", _FLOATS),
+                Library("cpu", "numpy", "batch_matmul", _FLOATS),
+                Library("cpu", "numpy", "conv2d", _FLOATS)]
+    blas = "torch" if convolutions else "numpy"
+    return [Library("cpu", blas, "matmul", _FLOATS),
+            Library("cpu", blas, "batch_matmul", _FLOATS),
+            Library("cpu", "torch", "conv2d", _FLOAT32, allocates=True),
+            Library("cpu", "torch", "conv2d_epilogue", _FLOAT32, allocates=True)]
 
 
 @cache
@@ -45,8 +51,13 @@ def register() -> None:
     tvm_ffi.register_global_func("xpuport.cpu.numpy.matmul", _numpy_matmul, override=True)
     tvm_ffi.register_global_func("xpuport.cpu.numpy.batch_matmul", _numpy_matmul, override=True)
     tvm_ffi.register_global_func("xpuport.cpu.numpy.conv2d", _numpy_conv2d, override=True)
-    if importlib.util.find_spec("torch") is not None:
+    if torch_installed():
+        tvm_ffi.register_global_func("xpuport.cpu.torch.matmul", torch_matmul_into, override=True)
+        tvm_ffi.register_global_func("xpuport.cpu.torch.batch_matmul", torch_matmul_into,
+                                     override=True)
         tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d", torch_conv2d, override=True)
+        tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d_epilogue", torch_conv2d_epilogue,
+                                     override=True)
 
 
 def _numpy_matmul(a: Any, b: Any, out: Any) -> None:
@@ -89,6 +100,26 @@ def _numpy_conv2d(x: Any, w: Any, *attributes_out: Any) -> None:
 def torch_conv2d(x: Any, w: Any, *attributes: int) -> Any:
     """torch's conv2d on whatever device the tensors are on (oneDNN, cuDNN, MIOpen); its
     result goes back to TVM through DLPack, uncopied (torch allocates 64-byte aligned)."""
+    return tvm.runtime.from_dlpack(_torch_conv(x, w, None, attributes).contiguous())
+
+
+def torch_conv2d_epilogue(x: Any, w: Any, b: Any, *rest: Any) -> Any:
+    """conv2d with its bias, then (optionally) a residual added and ReLU, in place on
+    torch's output (see lowering/conv_epilogue.py). `rest`: [residual], the 9 conv
+    attributes, relu (0/1)."""
+    import torch
+
+    residual, attributes, relu = rest[:-10], rest[-10:-1], rest[-1]
+    with torch.no_grad():
+        result = _torch_conv(x, w, torch.from_dlpack(b), attributes)
+        if residual:
+            result.add_(torch.from_dlpack(residual[0]))
+        if relu:
+            result.relu_()
+    return tvm.runtime.from_dlpack(result.contiguous())
+
+
+def _torch_conv(x: Any, w: Any, bias: Any, attributes: Any) -> Any:
     import torch
     import torch.nn.functional as F  # torch's own convention
 
@@ -98,5 +129,5 @@ def torch_conv2d(x: Any, w: Any, *attributes: int) -> Any:
         data = F.pad(data, (left, right, top, bottom))
         top = left = 0
     with torch.no_grad():
-        result = F.conv2d(data, torch.from_dlpack(w), None, (sh, sw), (top, left), (dh, dw), groups)
-    return tvm.runtime.from_dlpack(result.contiguous())
+        return F.conv2d(data, torch.from_dlpack(w), bias, (sh, sw), (top, left), (dh, dw),
+                        groups)

@@ -91,9 +91,9 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]  # TVM's mutator base is u
         call = super().visit_call_(call)
         kind = op_kind(call)
         library = self.by_kind.get(kind) if kind else None
-        if library is None or not _eligible(call, library):
+        if library is None or not eligible(call, library):
             return call
-        extra = _conv2d_attributes(call) if library.op == "conv2d" else []
+        extra = conv2d_attributes(call) if library.op == "conv2d" else []
         if library.allocates:
             return relax.op.call_pure_packed(library.function, *call.args, *extra,
                                              ty_args=call.ty)
@@ -102,7 +102,7 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]  # TVM's mutator base is u
         )
 
 
-def _eligible(call: Any, library: Library) -> bool:
+def eligible(call: Any, library: Library) -> bool:
     """Static shapes and the library's dtypes; matmul on matrices, conv2d in NCHW/OIHW."""
     types = [arg.ty for arg in call.args] + [call.ty]
     if not all(isinstance(t, relax.TensorType) and _static(t) for t in types):
@@ -121,11 +121,25 @@ def _static(tensor_type: Any) -> bool:
     return shape is not None and all(isinstance(d, tvm.tirx.IntImm) for d in shape.values)
 
 
-def _conv2d_attributes(call: Any) -> list[Any]:
+def conv2d_attributes(call: Any) -> list[Any]:
     """strides (2), padding (top, left, bottom, right), dilation (2), groups, as int64 args."""
     attrs = call.attrs
     values = [*attrs.strides, *attrs.padding, *attrs.dilation, attrs.groups]
     return [relax.prim_value(tvm.tirx.IntImm("int64", int(v))) for v in values]
+
+
+def has_op(module: Any, op_name: str) -> bool:
+    """Whether any Relax function of `module` calls the operator `op_name`."""
+    found = []
+
+    def visit(expr: Any) -> None:
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            found.append(expr.op.name == op_name)
+
+    for function in module.functions.values():
+        if isinstance(function, relax.Function):
+            relax.analysis.post_order_visit(function, visit)
+    return any(found)
 
 
 def library_calls(executable: Any) -> dict[str, int]:
