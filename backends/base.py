@@ -8,6 +8,7 @@ engine shares (the onnxruntime reference backend runs graphs without TVM).
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -123,6 +124,15 @@ class TvmBackend(Backend):
         the packaged files of the artifact in `folder` (None: code built in this process).
 
         Called before each VM is created, so heavy runtimes load only when something runs."""
+
+
+def built_target(folder: Path) -> dict[str, Any] | None:
+    """The TVM target an artifact folder's code was built for, from its manifest (None
+    where the folder has none: code built in this process)."""
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return None
+    return dict(json.loads(json.loads(manifest.read_text())["target"]))
 
 
 def node_dtypes(node: ir.Node) -> set[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +12,7 @@ import tvm
 from tvm import relax
 
 from xpuport.backends import host_kernels
-from xpuport.backends.base import CompileOptions, Support, TvmBackend
+from xpuport.backends.base import CompileOptions, Support, TvmBackend, built_target
 from xpuport.backends.cpu_fast_math import fast_math
 from xpuport.backends.cpu_schedules import cpu_pipeline_with_schedules, fusion_passes
 from xpuport.backends.tvm_import import lowering_support
@@ -103,8 +102,8 @@ class CpuBackend(TvmBackend):
         return tvm.cpu(0)
 
     def prepare_runtime(self, folder: Path | None = None) -> None:
-        if folder is not None and (folder / "manifest.json").is_file():
-            target = json.loads(json.loads((folder / "manifest.json").read_text())["target"])
+        target = built_target(folder) if folder is not None else None
+        if target is not None:
             check_host_runs(target, str(folder))
         host_kernels.register()
 

@@ -45,19 +45,14 @@ class Injective(dlight.ScheduleRule):  # type: ignore[misc]  # dlight is untyped
         # No common contiguous run (a transpose): vectorize the stores of the innermost loop.
         inner = _contiguous_suffix(sch, blocks[0], loops) or 1
         outer = loops[: len(loops) - inner]
-        vector = sch.fuse(*loops[len(loops) - inner:]) if inner else None
-        lanes = _lanes(target)
-        extent = _extent(sch, vector) if vector is not None else None
+        vector = sch.fuse(*loops[len(loops) - inner:])
+        lanes, extent = _lanes(target), _extent(sch, vector)
         while extent is not None and lanes > 1 and extent % lanes:
             lanes //= 2
-        if vector is not None and extent is not None and lanes > 1 and extent >= lanes:
-            rest, lane = sch.split(vector, [None, lanes])
+        if extent is not None and lanes > 1 and extent >= lanes:
+            vector, lane = sch.split(vector, [None, lanes])
             sch.vectorize(lane)
-            outer = [*outer, rest]
-        elif vector is not None:
-            outer = [*outer, vector]
-        if not outer:
-            return sch
+        outer = [*outer, vector]
         fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
         if total is not None and total >= PARALLEL_MIN_ELEMENTS:
             sch.parallel(fused)

@@ -10,7 +10,6 @@ prebuilt fatbin, found by the digest of its source.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ import tvm
 import tvm_ffi
 
 from xpuport.backends import cuda_kernels
-from xpuport.backends.base import CompileOptions
+from xpuport.backends.base import CompileOptions, built_target
 from xpuport.backends.gpu import GpuBackend, device_modules
 from xpuport.errors import CompileError, DeviceUnavailableError
 from xpuport.hw_profiles import HardwareProfile
@@ -114,8 +113,7 @@ def _register_loader() -> None:
 
 def _check_arch(folder: Path) -> None:
     """An sm_90 artifact on an sm_80 GPU fails deep in the driver: say so here instead."""
-    target = json.loads(json.loads((folder / "manifest.json").read_text())["target"])
-    built = str(target.get("arch", "")).removeprefix("sm_")
+    built = str((built_target(folder) or {}).get("arch", "")).removeprefix("sm_")
     here = tvm.cuda(0).compute_version.replace(".", "")
     if built and int(here) < int(built):
         raise DeviceUnavailableError(

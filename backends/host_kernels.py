@@ -110,12 +110,11 @@ def torch_conv2d_epilogue(x: Any, w: Any, b: Any, *rest: Any) -> Any:
     import torch
 
     residual, attributes, relu = rest[:-10], rest[-10:-1], rest[-1]
-    with torch.no_grad():
-        result = _torch_conv(x, w, torch.from_dlpack(b), attributes)
-        if residual:
-            result.add_(torch.from_dlpack(residual[0]))
-        if relu:
-            result.relu_()
+    result = _torch_conv(x, w, torch.from_dlpack(b), attributes)  # computed without grad
+    if residual:
+        result.add_(torch.from_dlpack(residual[0]))
+    if relu:
+        result.relu_()
     return tvm.runtime.from_dlpack(result.contiguous())
 
 
