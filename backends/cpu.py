@@ -18,8 +18,9 @@ from xpuport.backends.cpu_schedules import cpu_pipeline_with_schedules, fusion_p
 from xpuport.backends.tvm_import import lowering_support
 from xpuport.errors import DeviceUnavailableError
 from xpuport.hw_profiles import HardwareProfile
-from xpuport.lowering.conv_epilogue import EPILOGUE_OP, epilogue_pass
-from xpuport.lowering.library import dispatch_pass, has_op
+from xpuport.lowering.conv_epilogue import EPILOGUE_OP, conv_epilogue_pass
+from xpuport.lowering.library import dispatch_pass, has_op, largest_matmul_macs
+from xpuport.lowering.linear_epilogue import LINEAR_OP, linear_pass
 
 _PROFILE_BY_MACHINE = {
     "x86_64": "generic/x86-64",
@@ -55,12 +56,20 @@ def check_host_runs(target: dict[str, object], where: str) -> None:
         )
 
 
+# Library ops made by fusing a chain of Relax ops (the others replace one op each).
+_FUSIONS = {EPILOGUE_OP: conv_epilogue_pass, LINEAR_OP: linear_pass}
+
+
 @tvm.transform.module_pass(opt_level=0, name="xpuport.HostDispatch")  # type: ignore[untyped-decorator]
 def host_dispatch(module: Any, _context: Any) -> Any:
-    """Conv epilogues, then heavy ops, to the host's libraries (chosen for this module)."""
-    libraries = host_kernels.host_libraries(convolutions=has_op(module, "relax.nn.conv2d"))
-    epilogue = [epilogue_pass(lib) for lib in libraries if lib.op == EPILOGUE_OP]
-    return tvm.transform.Sequential([*epilogue, dispatch_pass(libraries)])(module)
+    """Conv and GEMM epilogues, then the other heavy ops, to the host's libraries (the GEMMs'
+    chosen for this module: host_kernels.host_libraries)."""
+    torch_gemms = (has_op(module, "relax.nn.conv2d")
+                   or largest_matmul_macs(module) >= host_kernels.ONEDNN_GEMM_MACS)
+    libraries = host_kernels.host_libraries(torch_gemms)
+    fusions = [_FUSIONS[lib.op](lib) for lib in libraries if lib.op in _FUSIONS]
+    return tvm.transform.Sequential([*fusions, dispatch_pass(libraries)])(module)
+
 
 
 class CpuBackend(TvmBackend):

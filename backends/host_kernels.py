@@ -1,9 +1,10 @@
-"""Library kernels for the host CPU: BLAS for matmul, torch's oneDNN for conv2d.
+"""Library kernels for the host CPU: BLAS for matmul, torch's oneDNN for linear and conv2d.
 
-numpy is always present, so matmul always has a library. conv2d (with its bias, residual
-add and ReLU fused) goes to torch when it is installed (oneDNN's direct convolutions), and
-then so do the model's GEMMs, to keep one thread pool; without torch, conv2d goes to numpy's
-BLAS through im2col. Every kernel reads TVM's tensors in place through DLPack, uncopied.
+numpy is always present, so matmul always has a library. When torch is installed, GEMMs with
+a constant weight become oneDNN linear layers and conv2d goes to oneDNN's direct
+convolutions, each with its bias, residual add and activation fused; the other large GEMMs
+go to torch too, to keep one thread pool. Without torch, conv2d goes to numpy's BLAS through
+im2col. Every kernel reads TVM's tensors in place through DLPack, uncopied.
 """
 
 from __future__ import annotations
@@ -27,20 +28,36 @@ def torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def host_libraries(convolutions: bool = False) -> list[Library]:
+# OpenBLAS runs a GEMM of fewer multiply-adds than this on the calling thread (its SMP
+# threshold, 65536 x GEMM_MULTITHREAD_THRESHOLD 4): no pool wakes, nothing to dispatch.
+SMALL_GEMM_MACS = 65536 * 4
+# A model whose largest GEMM is at least this big sends its GEMMs to oneDNN: each oneDNN
+# call costs about 20 us more than numpy's, repaid at 10-20% faster GEMMs only when large
+# (MLP at batch 8: 0.026 ms on numpy, 0.07 ms on oneDNN; d768 encoder: 25 ms, 23.3 ms).
+ONEDNN_GEMM_MACS = 1 << 24
+
+
+def host_libraries(torch_gemms: bool = False) -> list[Library]:
     """What the CPU backend dispatches on this machine: the fastest library present per op.
 
-    One thread pool per model: OpenBLAS's workers spin for up to 2^28 cycles after a call,
-    so beside torch's OpenMP workers each pool ran at half speed (ResNet-50: 112 ms with its
-    classifier GEMM on OpenBLAS, 53 ms on torch). A model with convolutions that torch takes
-    sends its GEMMs to torch too; one without keeps numpy's BLAS."""
+    One thread pool per model, chosen per model (`torch_gemms`): OpenBLAS's workers spin
+    for up to 2^28 cycles after a call, so beside torch's OpenMP workers each pool runs at
+    a fraction of its speed (ResNet-50: 112 ms with its classifier GEMM on OpenBLAS, 53 ms
+    on torch; an MLP at batch 64 with one GEMM on each: 8 ms instead of 0.1 ms). A model
+    with convolutions or large GEMMs (`ONEDNN_GEMM_MACS`) runs them on torch: oneDNN's
+    linear for a constant weight (bias and activation fused; 200-220 GFLOP/s on this 2-core
+    host where OpenBLAS reaches 160-185), oneDNN's conv2d, torch's matmul for the rest; only
+    GEMMs too small to be threaded stay with numpy. Other models keep numpy's BLAS."""
+    numpy = [Library("cpu", "numpy", "matmul", _FLOATS),
+             Library("cpu", "numpy", "batch_matmul", _FLOATS)]
     if not torch_installed():
-        return [Library("cpu", "numpy", "matmul", _FLOATS),
-                Library("cpu", "numpy", "batch_matmul", _FLOATS),
-                Library("cpu", "numpy", "conv2d", _FLOATS)]
-    blas = "torch" if convolutions else "numpy"
-    return [Library("cpu", blas, "matmul", _FLOATS),
-            Library("cpu", blas, "batch_matmul", _FLOATS),
+        return [*numpy, Library("cpu", "numpy", "conv2d", _FLOATS)]
+    torch_kernels = [
+        Library("cpu", "torch", "linear", _FLOAT32, allocates=True, min_macs=SMALL_GEMM_MACS),
+        Library("cpu", "torch", "matmul", _FLOATS, min_macs=SMALL_GEMM_MACS),
+        Library("cpu", "torch", "batch_matmul", _FLOATS, min_macs=SMALL_GEMM_MACS),
+    ]
+    return [*(torch_kernels if torch_gemms else []), *numpy,
             Library("cpu", "torch", "conv2d", _FLOAT32, allocates=True),
             Library("cpu", "torch", "conv2d_epilogue", _FLOAT32, allocates=True)]
 
@@ -58,6 +75,10 @@ def register() -> None:
         tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d", torch_conv2d, override=True)
         tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d_epilogue", torch_conv2d_epilogue,
                                      override=True)
+        import torch
+
+        if torch.backends.mkldnn.is_available():  # else an artifact using it names it missing
+            tvm_ffi.register_global_func("xpuport.cpu.torch.linear", torch_linear, override=True)
 
 
 def _numpy_matmul(a: Any, b: Any, out: Any) -> None:
@@ -75,6 +96,28 @@ def torch_matmul_into(a: Any, b: Any, out: Any) -> None:
     import torch
 
     torch.matmul(torch.from_dlpack(a), torch.from_dlpack(b), out=torch.from_dlpack(out))
+
+
+# lowering/linear_epilogue.ACTIVATIONS' codes as oneDNN post-ops: (attr, algorithm).
+_POST_OPS = {0: ("none", None), 1: ("relu", None), 2: ("gelu", "none"), 3: ("gelu", "tanh")}
+
+
+def torch_linear(x: Any, w: Any, b: Any, *rest: Any) -> Any:
+    """oneDNN's linear layer: x (..., K) @ w (K, N) + b, then either a residual added or an
+    activation, applied by oneDNN on its own output (see lowering/linear_epilogue.py).
+    `rest`: [residual], activation code."""
+    import torch
+
+    residual, activation = rest[:-1], rest[-1]
+    data, bias = torch.from_dlpack(x), torch.from_dlpack(b)
+    weight = torch.from_dlpack(w).t()  # oneDNN takes (N, K): a view, read as such
+    linear = torch.ops.mkldnn._linear_pointwise
+    if residual:
+        result = linear.binary(data, torch.from_dlpack(residual[0]), weight, bias, "add")
+    else:
+        attr, algorithm = _POST_OPS[int(activation)]
+        result = linear(data, weight, bias, attr, [], algorithm)
+    return tvm.runtime.from_dlpack(result)
 
 
 def _numpy_conv2d(x: Any, w: Any, *attributes_out: Any) -> None:

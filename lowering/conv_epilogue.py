@@ -13,11 +13,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import tvm
-import tvm_ffi
 from tvm import relax
-from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_const, is_op, wildcard
 
+from xpuport.lowering.epilogue import (
+    Uses,
+    epilogue_pass,
+    int_flag,
+    intermediates_read_once,
+    residual_operand,
+    same_type,
+)
 from xpuport.lowering.library import Library, conv2d_attributes, eligible
 
 EPILOGUE_OP = "conv2d_epilogue"
@@ -34,42 +40,16 @@ _PATTERNS = (
 )
 
 
-def epilogue_pass(library: Library) -> Any:
+def conv_epilogue_pass(library: Library) -> Any:
     """A module pass fusing conv epilogues into calls of `library` (op conv2d_epilogue)."""
-
-    @tvm.transform.module_pass(opt_level=0, name="xpuport.FuseConvEpilogue")  # type: ignore[untyped-decorator]
-    def fuse(module: Any, _context: Any) -> Any:
-        module = relax.transform.FoldConstant()(module)  # biases arrive as reshape(constant)
-        for global_var, function in module.functions.items():
-            if isinstance(function, relax.Function):
-                module[global_var] = _fuse_function(function, library)
-        return module
-
-    return fuse
+    return epilogue_pass("xpuport.FuseConvEpilogue", _PATTERNS, _fused_call, library)
 
 
-def _fuse_function(function: Any, library: Library) -> Any:
-    for pattern in _PATTERNS:
-        users = _users(function)
-        producer = list(relax.analysis.get_var2val(function).items())
-
-        def rewrite(call: Any, matched: dict[Any, Any], users: dict[Any, int] = users,
-                    producer: list[tuple[Any, Any]] = producer) -> Any:
-            fused = _fused_call(call, matched, library, users, producer)
-            return call if fused is None else fused
-
-        function = relax.analysis.remove_all_unused(rewrite_call(pattern, rewrite, function))
-    return function
-
-
-def _fused_call(call: Any, matched: dict[Any, Any], library: Library,
-                users: dict[Any, int], producer: list[tuple[Any, Any]]) -> Any | None:
+def _fused_call(call: Any, matched: dict[Any, Any], library: Library, uses: Uses) -> Any | None:
     conv = matched[_CONV]
-    inner = [matched[p] for p in (_CONV, _BIASED, _RESIDUAL) if p in matched]
-    inner = [value for value in inner if not value.same_as(call)]
-    if not all(_read_once(value, users, producer) for value in inner):
-        return None  # an intermediate value is read elsewhere too
-    if not eligible(conv, library) or not _same_type(call.ty, conv.ty):
+    if not intermediates_read_once(call, matched, (_CONV, _BIASED, _RESIDUAL), uses):
+        return None
+    if not eligible(conv, library) or not same_type(call.ty, conv.ty):
         return None
     channels = int(conv.ty.shape[1])
     bias = _bias(matched[_BIASED].args[1], channels) if _BIASED in matched else \
@@ -77,14 +57,13 @@ def _fused_call(call: Any, matched: dict[Any, Any], library: Library,
     if bias is None:
         return None
     args = [conv.args[0], conv.args[1], relax.const(bias)]
-    if _RESIDUAL in matched:  # add is commutative: the residual is the operand not biased
-        biased = _var_of(matched[_BIASED], producer)
-        residual = [arg for arg in matched[_RESIDUAL].args if not arg.same_as(biased)]
-        if len(residual) != 1 or not _same_type(residual[0].ty, call.ty):
+    if _RESIDUAL in matched:
+        residual = residual_operand(matched[_RESIDUAL], matched[_BIASED], uses, call.ty)
+        if residual is None:
             return None
-        args.append(residual[0])
+        args.append(residual)
     relu = int(call.op.name == "relax.nn.relu")
-    flags = [*conv2d_attributes(conv), relax.prim_value(tvm.tirx.IntImm("int64", relu))]
+    flags = [*conv2d_attributes(conv), int_flag(relu)]
     return relax.op.call_pure_packed(library.function, *args, *flags, ty_args=call.ty)
 
 
@@ -95,28 +74,3 @@ def _bias(constant: Any, channels: int) -> np.ndarray | None:
     if values.shape not in ((1, channels, 1, 1), (channels, 1, 1)):
         return None
     return np.ascontiguousarray(values.reshape(channels))
-
-
-def _read_once(value: Any, users: dict[Any, int], producer: list[tuple[Any, Any]]) -> bool:
-    var = _var_of(value, producer)
-    return isinstance(var, relax.DataflowVar) and users.get(var, 0) == 1
-
-
-def _var_of(value: Any, producer: list[tuple[Any, Any]]) -> Any | None:
-    """The variable bound to `value` (the matcher hands over values, not variables)."""
-    return next((var for var, bound in producer if bound.same_as(value)), None)
-
-
-def _same_type(left: Any, right: Any) -> bool:
-    return (isinstance(left, relax.TensorType) and str(left.dtype) == str(right.dtype)
-            and tvm_ffi.structural_equal(left.shape, right.shape))
-
-
-def _users(function: Any) -> dict[Any, int]:
-    """How many bindings read each variable of the function's dataflow blocks."""
-    counts: dict[Any, int] = {}
-    for block in function.body.blocks:
-        if isinstance(block, relax.DataflowBlock):
-            for var, readers in relax.analysis.udchain(block).items():
-                counts[var] = len(readers)
-    return counts

@@ -9,6 +9,7 @@ so an artifact only runs where they are registered: `missing_functions` says whi
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,8 @@ class Library:
     # The kernel returns a tensor it allocated (shared through DLPack), instead of writing
     # into one TVM allocated: saves a copy where the library has no out= form (torch conv).
     allocates: bool = False
+    # GEMMs of fewer multiply-adds go to the next library for the op (see eligible).
+    min_macs: int = 0
 
     @property
     def function(self) -> str:
@@ -43,7 +46,9 @@ class Library:
     @property
     def abi(self) -> str:
         """The function and its calling convention: part of the backend's cache key."""
-        return f"{self.function}:{'returns' if self.allocates else 'dps'}"
+        convention = "returns" if self.allocates else "dps"
+        threshold = f":macs>={self.min_macs}" if self.min_macs else ""
+        return f"{self.function}:{convention}{threshold}"
 
 
 _MATMUL = "relax.matmul"
@@ -51,8 +56,11 @@ _CONV2D = "relax.nn.conv2d"
 
 
 def dispatch_pass(libraries: Iterable[Library]) -> Any:
-    """A module pass that rewrites each op some library takes into a call of its kernel."""
-    by_kind = {lib.op: lib for lib in libraries}
+    """A module pass that rewrites each op some library takes into a call of its kernel: the
+    first library listed for the op that takes the call (dtypes, shapes, size)."""
+    by_kind: dict[str, list[Library]] = {}
+    for library in libraries:
+        by_kind.setdefault(library.op, []).append(library)
 
     @tvm.transform.module_pass(opt_level=0, name="xpuport.DispatchToLibrary")  # type: ignore[untyped-decorator]
     def dispatch(module: Any, _context: Any) -> Any:
@@ -79,19 +87,20 @@ def op_kind(call: Any) -> str | None:
         return "conv2d"
     if name != _MATMUL:
         return None
-    ranks = [len(arg.ty.shape) if _static(arg.ty) else 0 for arg in call.args]
+    ranks = [len(arg.ty.shape) if static_shape(arg.ty) else 0 for arg in call.args]
     return "batch_matmul" if min(ranks) >= 3 else "matmul"
 
 
 @mutator
 class _Rewriter(PyExprMutator):  # type: ignore[misc]  # TVM's mutator base is untyped
-    by_kind: Mapping[str, Library]
+    by_kind: Mapping[str, list[Library]]
 
     def visit_call_(self, call: Any) -> Any:
         call = super().visit_call_(call)
         kind = op_kind(call)
-        library = self.by_kind.get(kind) if kind else None
-        if library is None or not eligible(call, library):
+        candidates = self.by_kind.get(kind, []) if kind else []
+        library = next((lib for lib in candidates if eligible(call, lib)), None)
+        if library is None:
             return call
         extra = conv2d_attributes(call) if library.op == "conv2d" else []
         if library.allocates:
@@ -105,18 +114,24 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]  # TVM's mutator base is u
 def eligible(call: Any, library: Library) -> bool:
     """Static shapes and the library's dtypes; matmul on matrices, conv2d in NCHW/OIHW."""
     types = [arg.ty for arg in call.args] + [call.ty]
-    if not all(isinstance(t, relax.TensorType) and _static(t) for t in types):
+    if not all(isinstance(t, relax.TensorType) and static_shape(t) for t in types):
         return False
     if any(str(t.dtype) not in library.dtypes for t in types):
         return False
     if library.op in ("matmul", "batch_matmul"):
-        return all(len(t.shape) >= 2 for t in types)
+        return all(len(t.shape) >= 2 for t in types) and matmul_macs(call) >= library.min_macs
     attrs = call.attrs
     layouts = (attrs.data_layout, attrs.kernel_layout, attrs.out_layout or attrs.data_layout)
     return layouts == ("NCHW", "OIHW", "NCHW") and not attrs.out_dtype
 
 
-def _static(tensor_type: Any) -> bool:
+def matmul_macs(matmul: Any) -> int:
+    """Multiply-adds of a matmul: the result's elements times the contracted extent."""
+    left = matmul.args[0].ty.shape
+    return math.prod(int(d) for d in matmul.ty.shape.values) * int(left[-1])
+
+
+def static_shape(tensor_type: Any) -> bool:
     shape = tensor_type.shape
     return shape is not None and all(isinstance(d, tvm.tirx.IntImm) for d in shape.values)
 
@@ -140,6 +155,21 @@ def has_op(module: Any, op_name: str) -> bool:
         if isinstance(function, relax.Function):
             relax.analysis.post_order_visit(function, visit)
     return any(found)
+
+
+def largest_matmul_macs(module: Any) -> int:
+    """The multiply-adds of the largest statically shaped matmul of `module` (0 if none)."""
+    sizes = [0]
+
+    def visit(expr: Any) -> None:
+        if isinstance(expr, relax.Call) and op_kind(expr) in ("matmul", "batch_matmul") \
+                and all(static_shape(t) for t in (expr.ty, expr.args[0].ty)):
+            sizes.append(matmul_macs(expr))
+
+    for function in module.functions.values():
+        if isinstance(function, relax.Function):
+            relax.analysis.post_order_visit(function, visit)
+    return max(sizes)
 
 
 def library_calls(executable: Any) -> dict[str, int]:

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import xpuport
 from xpuport.backends import host_kernels
-from xpuport.lowering.conv_epilogue import EPILOGUE_OP, epilogue_pass
+from xpuport.lowering.conv_epilogue import EPILOGUE_OP, conv_epilogue_pass
 from xpuport.lowering.to_relax import to_relax
 
 pytest.importorskip("torch")
@@ -37,7 +37,7 @@ def _block(path, extra_output: bool = False) -> str:
 
 
 def test_bias_residual_and_relu_become_one_call(tmp_path):
-    script = epilogue_pass(EPILOGUE)(to_relax(onnx.load(_block(tmp_path / "b.onnx")))).script()
+    script = conv_epilogue_pass(EPILOGUE)(to_relax(onnx.load(_block(tmp_path / "b.onnx")))).script()
 
     assert script.count(f'"{EPILOGUE.function}"') == 1
     assert "R.nn.conv2d" not in script and "R.nn.relu" not in script and "R.add" not in script
@@ -45,7 +45,7 @@ def test_bias_residual_and_relu_become_one_call(tmp_path):
 
 def test_an_intermediate_read_elsewhere_is_not_fused(tmp_path):
     path = _block(tmp_path / "b.onnx", extra_output=True)
-    script = epilogue_pass(EPILOGUE)(to_relax(onnx.load(path))).script()
+    script = conv_epilogue_pass(EPILOGUE)(to_relax(onnx.load(path))).script()
 
     # conv + b is an output too: only it fuses; the residual add and ReLU stay with TVM
     assert script.count(f'"{EPILOGUE.function}"') == 1
