@@ -21,6 +21,7 @@ from xpuport.hw_profiles import HardwareProfile
 from xpuport.lowering.conv_epilogue import EPILOGUE_OP, conv_epilogue_pass
 from xpuport.lowering.library import dispatch_pass, has_op, largest_matmul_macs
 from xpuport.lowering.linear_epilogue import LINEAR_OP, linear_pass
+from xpuport.lowering.tuning import note_tuned_kernels
 
 _PROFILE_BY_MACHINE = {
     "x86_64": "generic/x86-64",
@@ -94,8 +95,8 @@ class CpuBackend(TvmBackend):
         return [*library, *([fast_math] if options.fast_math else [])]
 
     def pipeline(self, profile: HardwareProfile, options: CompileOptions) -> Any | None:
-        records = ([relax.transform.MetaScheduleApplyDatabase(options.tuning_db)]
-                   if options.tuning_db else [])
+        records = ([relax.transform.MetaScheduleApplyDatabase(options.tuning_db),
+                    note_tuned_kernels()] if options.tuning_db else [])
         if not options.schedules and not records:
             return None
         return cpu_pipeline_with_schedules(self.target(profile), records, options.schedules)

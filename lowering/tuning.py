@@ -15,7 +15,9 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,16 +96,37 @@ def create_database(path: Path, profile: HardwareProfile, target: Any) -> Tuning
     return TuningDatabase(path, profile.name, str(target), tvm.__version__)
 
 
-def tuned_kernels(module: Any, database: TuningDatabase, target: Any) -> list[str]:
-    """The kernels of a legalized, fused module for which the database holds a record."""
-    records = database.meta_schedule()
-    names = []
-    for global_var, function in module.functions.items():
-        if isinstance(function, tvm.tirx.PrimFunc):
-            workload = tvm.IRModule({"main": function.with_attr("global_symbol", "main")})
-            if records.query_tuning_record(workload, target, global_var.name_hint) is not None:
-                names.append(global_var.name_hint)
-    return sorted(names)
+# Set on a kernel by MetaScheduleApplyDatabase, and by the default schedules after it.
+SCHEDULED_ATTR = "tirx.is_scheduled"
+_TUNED_KERNELS: ContextVar[list[str] | None] = ContextVar("xpuport_tuned_kernels", default=None)
+
+
+@contextmanager
+def collecting_tuned_kernels() -> Iterator[list[str]]:
+    """The names of the kernels that tuning records schedule in the builds run inside."""
+    names: list[str] = []
+    token = _TUNED_KERNELS.set(names)
+    try:
+        yield names
+    finally:
+        _TUNED_KERNELS.reset(token)
+
+
+def note_tuned_kernels() -> Any:
+    """A pass to run right after MetaScheduleApplyDatabase: the kernels scheduled by then are
+    the ones it found records for. It notes their names in the active collection, so that
+    `compile` lists them without fusing the model a second time to ask the database."""
+
+    @tvm.transform.module_pass(opt_level=0, name="xpuport.NoteTunedKernels")  # type: ignore[untyped-decorator]
+    def note(module: Any, _context: Any) -> Any:
+        names = _TUNED_KERNELS.get()
+        if names is not None:
+            names.extend(global_var.name_hint for global_var, function in module.functions.items()
+                         if isinstance(function, tvm.tirx.PrimFunc) and function.attrs
+                         and function.attrs.get(SCHEDULED_ATTR))
+        return module
+
+    return note
 
 
 # Generous: a build or run of one candidate on a loaded 2-core host, never a whole batch.

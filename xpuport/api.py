@@ -36,11 +36,11 @@ from xpuport.lowering.to_relax import to_relax
 from xpuport.lowering.tuning import (
     TuneResult,
     TuningDatabase,
+    collecting_tuned_kernels,
     create_database,
     default_database,
     open_database,
     tune_module,
-    tuned_kernels,
 )
 
 StepCallback = Callable[[str], None]
@@ -132,13 +132,12 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     check_fallback(fallback, strict, max_fallback)
     step("build")
     started = time.perf_counter()
-    libraries, blobs, regions = _build(canonical, placement, backend_impl, resolved, opts)
+    with collecting_tuned_kernels() as tuned_kernels:
+        libraries, blobs, regions = _build(canonical, placement, backend_impl, resolved, opts)
     blobs[GRAPH] = canonical.SerializeToString()
     for executable in libraries.values():
         blobs.update(backend_impl.package(executable, resolved))
     calls = _library_calls(libraries.values())
-    tuned = (_tuned(canonical, backend_impl, resolved, opts, database)
-             if database is not None and not placement.fallback else [])
     placement_json["library_calls"] = calls
     fields = {
         "backend": backend_impl.name,
@@ -155,7 +154,7 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
         "decomposed": placement_json["decomposed"],
         "library_calls": calls,
         "tuning": {"database": str(database.path), "digest": records_digest,
-                   "tuned_kernels": tuned} if database is not None else None,
+                   "tuned_kernels": sorted(set(tuned_kernels))} if database is not None else None,
         **({"regions": regions} if regions else {}),
     }
     step("write")
@@ -198,12 +197,6 @@ def _tuning_database(backend: TvmBackend, profile: HardwareProfile,
         raise TuningError(f"{path}: no tuning database there",
                           "make one with `xpuport tune MODEL --db DIR`, or drop --tuning-db")
     return database
-
-
-def _tuned(model: Any, backend: TvmBackend, profile: HardwareProfile, options: CompileOptions,
-           database: TuningDatabase) -> list[str]:
-    module = backend.fused_kernels(to_relax(model), profile, options)
-    return tuned_kernels(module, database, backend.target(profile))
 
 
 def tune(

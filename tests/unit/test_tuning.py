@@ -51,6 +51,19 @@ def test_tune_writes_records_that_compile_applies(add_relu, tuned_db, tmp_path):
                                   np.maximum(y.reshape(64, 256) - 1, 0))
 
 
+def test_only_kernels_with_records_are_listed_as_tuned(add_relu, tuned_db, tmp_path):
+    """Kernels without a record get the default schedules, and are not listed as tuned."""
+    model = onnx.load(add_relu)
+    model.graph.node.append(helper.make_node("Sigmoid", ["z"], ["w"]))
+    model.graph.output[0].name = "w"
+    onnx.save(model, tmp_path / "add_relu_sigmoid.onnx")
+    artifact = xpuport.compile(tmp_path / "add_relu_sigmoid.onnx", "cpu", PROFILE,
+                               tmp_path / "out", tuning=tuned_db)
+
+    # add, ReLU and sigmoid fuse into one kernel, a workload the database has no record for
+    assert artifact.manifest["tuning"]["tuned_kernels"] == []
+
+
 def test_records_change_the_artifact_identity(add_relu, tuned_db):
     plain = xpuport.compile(add_relu, "cpu", PROFILE, tuning=False)
     tuned = xpuport.compile(add_relu, "cpu", PROFILE, tuning=tuned_db)
