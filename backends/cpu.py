@@ -18,6 +18,7 @@ from xpuport.backends.cpu_schedules import cpu_pipeline_with_schedules, fusion_p
 from xpuport.backends.tvm_import import lowering_support
 from xpuport.errors import DeviceUnavailableError
 from xpuport.hw_profiles import HardwareProfile
+from xpuport.lowering.column_blocks import column_blocks_pass
 from xpuport.lowering.conv_epilogue import EPILOGUE_OP, conv_epilogue_pass
 from xpuport.lowering.library import dispatch_pass, has_op, largest_matmul_macs
 from xpuport.lowering.linear_epilogue import LINEAR_OP, linear_pass
@@ -92,7 +93,7 @@ class CpuBackend(TvmBackend):
 
     def passes(self, profile: HardwareProfile, options: CompileOptions) -> Sequence[Any]:
         library = [host_dispatch] if options.library else []
-        return [*library, *([fast_math] if options.fast_math else [])]
+        return [column_blocks_pass(), *library, *([fast_math] if options.fast_math else [])]
 
     def pipeline(self, profile: HardwareProfile, options: CompileOptions) -> Any | None:
         records = ([relax.transform.MetaScheduleApplyDatabase(options.tuning_db),
