@@ -46,8 +46,10 @@ def host_libraries(torch_gemms: bool = False) -> list[Library]:
     on torch; an MLP at batch 64 with one GEMM on each: 8 ms instead of 0.1 ms). A model
     with convolutions or large GEMMs (`ONEDNN_GEMM_MACS`) runs them on torch: oneDNN's
     linear for a constant weight (bias and activation fused; 200-220 GFLOP/s on this 2-core
-    host where OpenBLAS reaches 160-185), oneDNN's conv2d, torch's matmul for the rest; only
-    GEMMs too small to be threaded stay with numpy. Other models keep numpy's BLAS."""
+    host where OpenBLAS reaches 160-185), oneDNN's conv2d, torch's matmul for the rest, and
+    torch's layer norm and softmax over the last axis (13-77 us on the encoders' shapes,
+    where TVM's untuned kernels take 75-290 us); only GEMMs too small to be threaded stay
+    with numpy. Other models keep numpy's BLAS and TVM's normalizations."""
     numpy = [Library("cpu", "numpy", "matmul", _FLOATS),
              Library("cpu", "numpy", "batch_matmul", _FLOATS)]
     if not torch_installed():
@@ -56,6 +58,8 @@ def host_libraries(torch_gemms: bool = False) -> list[Library]:
         Library("cpu", "torch", "linear", _FLOAT32, allocates=True, min_macs=SMALL_GEMM_MACS),
         Library("cpu", "torch", "matmul", _FLOATS, min_macs=SMALL_GEMM_MACS),
         Library("cpu", "torch", "batch_matmul", _FLOATS, min_macs=SMALL_GEMM_MACS),
+        Library("cpu", "torch", "layer_norm", _FLOAT32, allocates=True),
+        Library("cpu", "torch", "softmax", _FLOAT32, allocates=True),
     ]
     return [*(torch_kernels if torch_gemms else []), *numpy,
             Library("cpu", "torch", "conv2d", _FLOAT32, allocates=True),
@@ -73,6 +77,9 @@ def register() -> None:
         tvm_ffi.register_global_func("xpuport.cpu.torch.batch_matmul", torch_matmul_into,
                                      override=True)
         tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d", torch_conv2d, override=True)
+        tvm_ffi.register_global_func("xpuport.cpu.torch.layer_norm", torch_layer_norm,
+                                     override=True)
+        tvm_ffi.register_global_func("xpuport.cpu.torch.softmax", torch_softmax, override=True)
         tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d_epilogue", torch_conv2d_epilogue,
                                      override=True)
         import torch
@@ -96,6 +103,23 @@ def torch_matmul_into(a: Any, b: Any, out: Any) -> None:
     import torch
 
     torch.matmul(torch.from_dlpack(a), torch.from_dlpack(b), out=torch.from_dlpack(out))
+
+
+def torch_layer_norm(x: Any, gamma: Any, beta: Any, epsilon: float) -> Any:
+    """Layer norm over the last axis, by torch (lowering/library.py checks the axes)."""
+    import torch
+    import torch.nn.functional as F  # torch's own convention
+
+    data = torch.from_dlpack(x)
+    return tvm.runtime.from_dlpack(F.layer_norm(
+        data, data.shape[-1:], torch.from_dlpack(gamma), torch.from_dlpack(beta), epsilon))
+
+
+def torch_softmax(x: Any) -> Any:
+    """Softmax over the last axis, by torch."""
+    import torch
+
+    return tvm.runtime.from_dlpack(torch.softmax(torch.from_dlpack(x), -1))
 
 
 # lowering/linear_epilogue.ACTIVATIONS' codes as oneDNN post-ops: (attr, algorithm).

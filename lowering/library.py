@@ -53,6 +53,7 @@ class Library:
 
 _MATMUL = "relax.matmul"
 _CONV2D = "relax.nn.conv2d"
+_NORMALIZATIONS = {"relax.nn.layer_norm": "layer_norm", "relax.nn.softmax": "softmax"}
 
 
 def dispatch_pass(libraries: Iterable[Library]) -> Any:
@@ -81,8 +82,11 @@ def rewrite_relax_functions(module: Any, rewriter: Any) -> Any:
 
 
 def op_kind(call: Any) -> str | None:
-    """matmul (one operand a matrix: flattens to one GEMM), batch_matmul (both batched), conv2d."""
+    """matmul (one operand a matrix: flattens to one GEMM), batch_matmul (both batched), conv2d,
+    layer_norm, softmax."""
     name = call.op.name if isinstance(call.op, tvm.ir.Op) else ""
+    if name in _NORMALIZATIONS:
+        return _NORMALIZATIONS[name]
     if name == _CONV2D:
         return "conv2d"
     if name != _MATMUL:
@@ -102,7 +106,7 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]  # TVM's mutator base is u
         library = next((lib for lib in candidates if eligible(call, lib)), None)
         if library is None:
             return call
-        extra = conv2d_attributes(call) if library.op == "conv2d" else []
+        extra = _attributes(call, library.op)
         if library.allocates:
             return relax.op.call_pure_packed(library.function, *call.args, *extra,
                                              ty_args=call.ty)
@@ -112,7 +116,8 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]  # TVM's mutator base is u
 
 
 def eligible(call: Any, library: Library) -> bool:
-    """Static shapes and the library's dtypes; matmul on matrices, conv2d in NCHW/OIHW."""
+    """Static shapes and the library's dtypes; matmul on matrices, conv2d in NCHW/OIHW,
+    normalizations over the last axis."""
     types = [arg.ty for arg in call.args] + [call.ty]
     if not all(isinstance(t, relax.TensorType) and static_shape(t) for t in types):
         return False
@@ -120,9 +125,30 @@ def eligible(call: Any, library: Library) -> bool:
         return False
     if library.op in ("matmul", "batch_matmul"):
         return all(len(t.shape) >= 2 for t in types) and matmul_macs(call) >= library.min_macs
+    if library.op in ("layer_norm", "softmax"):
+        return _over_last_axis(call)
     attrs = call.attrs
     layouts = (attrs.data_layout, attrs.kernel_layout, attrs.out_layout or attrs.data_layout)
     return layouts == ("NCHW", "OIHW", "NCHW") and not attrs.out_dtype
+
+
+def _over_last_axis(call: Any) -> bool:
+    """Softmax over the last axis; layer norm over the last axis, with scale and shift."""
+    rank = len(call.ty.shape)
+    attrs = call.attrs
+    if call.op.name == "relax.nn.softmax":
+        return int(attrs.axis) in (-1, rank - 1)
+    axes = [int(a) for a in attrs.axes]
+    return axes in ([-1], [rank - 1]) and bool(attrs.center) and bool(attrs.scale)
+
+
+def _attributes(call: Any, op: str) -> list[Any]:
+    """The op's attributes a kernel needs, as trailing arguments."""
+    if op == "conv2d":
+        return conv2d_attributes(call)
+    if op == "layer_norm":
+        return [relax.prim_value(tvm.tirx.FloatImm("float64", float(call.attrs.epsilon)))]
+    return []
 
 
 def matmul_macs(matmul: Any) -> int:

@@ -69,10 +69,13 @@ def test_conv2d_passes_its_attributes(tmp_path):
     {"strides": [2, 1], "pads": [1, 0, 2, 1], "dilations": [1, 2]},
     {"group": 4, "pads": [0, 1, 0, 1]},
 ])
-def test_conv2d_kernels_match_onnxruntime(tmp_path, monkeypatch, library, attrs):
+def test_conv2d_kernels_match_onnxruntime(tmp_path, monkeypatch, request, library, attrs):
     if library == "torch" and not host_kernels.torch_installed():
         pytest.skip("torch is not installed")
     monkeypatch.setattr(host_kernels, "torch_installed", lambda: library == "torch")
+    # register() runs once per process: let it run again now, and after the patch is gone
+    host_kernels.register.cache_clear()
+    request.addfinalizer(host_kernels.register.cache_clear)
     path = _conv_model(tmp_path / "c.onnx", **attrs)
     artifact = xpuport.compile(path, "cpu", output_dir=tmp_path / "out", use_cache=False)
     assert artifact.manifest["library_calls"] == {f"xpuport.cpu.{library}.conv2d": 1}
@@ -123,3 +126,37 @@ def test_an_artifact_whose_kernels_are_missing_is_refused(tmp_path):
     feeds = {"a": np.ones((3, 4, 5), np.float32), "b": np.ones((5, 6), np.float32)}
     with pytest.raises(DeviceUnavailableError, match=r"xpuport\.cpu\.acme\.matmul"):
         xpuport.load(out).run(feeds)
+
+
+def _normalized_model(path, softmax_axis: int) -> str:
+    """x @ W (large enough for torch's pool), layer norm over the last axis, then softmax."""
+    rng = np.random.default_rng(0)
+    initializers = [numpy_helper.from_array(rng.standard_normal((256, 512)).astype(np.float32)
+                                            * 0.05, "w"),
+                    numpy_helper.from_array(rng.standard_normal(512).astype(np.float32), "g"),
+                    numpy_helper.from_array(rng.standard_normal(512).astype(np.float32), "b")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]),
+             helper.make_node("LayerNormalization", ["m", "g", "b"], ["n"], axis=-1,
+                              epsilon=1e-5),
+             helper.make_node("Softmax", ["n"], ["y"], axis=softmax_axis)]
+    graph = helper.make_graph(
+        nodes, "norms", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 128, 256])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 128, 512])], initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+@pytest.mark.parametrize(("softmax_axis", "softmax_calls"), [(-1, 1), (1, 0)])
+def test_normalizations_join_torchs_pool_over_the_last_axis_only(tmp_path, softmax_axis,
+                                                                 softmax_calls):
+    pytest.importorskip("torch")
+    path = _normalized_model(tmp_path / "n.onnx", softmax_axis)
+    artifact = xpuport.compile(path, "cpu", output_dir=tmp_path / "out", use_cache=False)
+    calls = artifact.manifest["library_calls"]
+    x = {"x": np.random.default_rng(1).standard_normal((1, 128, 256)).astype(np.float32)}
+    import onnxruntime as ort
+
+    expected = ort.InferenceSession(path).run(None, x)[0]
+    assert calls["xpuport.cpu.torch.layer_norm"] == 1
+    assert calls.get("xpuport.cpu.torch.softmax", 0) == softmax_calls
+    np.testing.assert_allclose(artifact.run(x)["y"], expected, rtol=1e-5, atol=1e-6)
