@@ -55,6 +55,14 @@ class TuningDatabase:
             digest.update(file.read_bytes() if file.is_file() else b"")
         return digest.hexdigest()[:16]
 
+    def records(self) -> int:
+        """How many measured candidates the database holds (one JSON line each)."""
+        file = self.path / RECORDS[1]
+        if not file.is_file():
+            return 0
+        with file.open("rb") as lines:
+            return sum(1 for line in lines if line.strip())
+
     def meta_schedule(self) -> Any:
         from tvm.s_tir import meta_schedule as ms
 
@@ -176,7 +184,10 @@ class TuneResult:
 def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
                 budget: float | None, on_round: Callable[[int, int], None]) -> TuneResult:
     """MetaSchedule over every kernel of `module` (legalized and fused), in rounds so that a
-    wall-clock budget can stop it between rounds; each round's records are kept."""
+    wall-clock budget can stop it between rounds; each round's records are kept. It stops
+    early when a round measures fewer candidates than it asked for: MetaSchedule has no more
+    to try (it gives an elementwise or layout kernel one), and another round would only
+    measure the same ones again. The result counts the candidates measured."""
     from tvm.s_tir import meta_schedule as ms
 
     target = measured_target(target)
@@ -191,14 +202,18 @@ def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
     try:
         while done < trials and (budget is None or time.monotonic() - started < budget):
             step = min(per_round, trials - done)
+            before = database.records()
             with tvm.transform.PassContext(opt_level=3):
                 ms.relax_integration.tune_relax(
                     module, {}, target, str(database.path), max_trials_global=step,
                     num_trials_per_iter=min(64, max(step // len(tasks), 8)),
                     database=database.meta_schedule(), builder=builder, runner=runner,
                     strategy=_search_strategy())
-            done, rounds = done + step, rounds + 1
+            measured = database.records() - before
+            done, rounds = done + measured, rounds + 1
             on_round(rounds, done)
+            if measured < step:
+                break  # MetaSchedule had no more candidates to try
     finally:
         builder.shutdown()
     return TuneResult(database.path, len(tasks), done, time.monotonic() - started, rounds)
