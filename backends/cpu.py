@@ -73,7 +73,6 @@ def host_dispatch(module: Any, _context: Any) -> Any:
     return tvm.transform.Sequential([*fusions, dispatch_pass(libraries)])(module)
 
 
-
 class CpuBackend(TvmBackend):
     name = "cpu"
     applies_tuning = True

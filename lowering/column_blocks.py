@@ -23,6 +23,7 @@ from tvm import relax
 from tvm.ir.expr import GenericConst
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from xpuport.lowering.epilogue import Uses
 from xpuport.lowering.library import rewrite_relax_functions, static_shape
 
 _LAYOUT_OPS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
@@ -55,19 +56,17 @@ def column_blocks_pass() -> Any:
 
 
 def _rewrite_function(function: Any) -> Any:
-    values = relax.analysis.get_var2val(function)
-    readers = _readers(function)
+    uses = Uses.of(function)
     slices: dict[Any, tuple[Any, Block]] = {}  # take var -> (tensor, block)
-    for var in list(values):  # in binding order: a chain's first tensor claims its takes
-        for take, block in _block_takes(var, values, readers).items():
+    for var in uses.values:  # in binding order: a chain's first tensor claims its takes
+        for take, block in _block_takes(var, uses).items():
             slices.setdefault(take, block)
     if not slices:
         return function
     return relax.analysis.remove_all_unused(_replace_takes(function, slices))
 
 
-def _block_takes(tensor: Any, values: dict[Any, Any],
-                 readers: dict[Any, list[Any]]) -> dict[Any, tuple[Any, Block]]:
+def _block_takes(tensor: Any, uses: Uses) -> dict[Any, tuple[Any, Block]]:
     """take var -> (tensor, its block) for every take reading `tensor` through layout ops;
     {} unless every reader of `tensor` and of the chains is part of such a chain."""
     if not (isinstance(tensor.ty, relax.TensorType) and static_shape(tensor.ty)):
@@ -78,8 +77,8 @@ def _block_takes(tensor: Any, values: dict[Any, Any],
         var, chain = pending.pop()
         if chain and not isinstance(var, relax.DataflowVar):
             return {}  # an intermediate is a function output: it must be computed
-        for reader in readers.get(var, []):
-            call = values.get(reader)
+        for reader in uses.readers.get(var, []):
+            call = uses.values.get(reader)
             if call is None:
                 return {}  # read outside a binding (a function's return)
             name = _op_name(call)
@@ -121,15 +120,6 @@ def _column_block(tensor: Any, chain: list[Any]) -> Block | None:
 def _op_name(value: Any) -> str:
     is_op_call = isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op)
     return str(value.op.name) if is_op_call else ""
-
-
-def _readers(function: Any) -> dict[Any, list[Any]]:
-    readers: dict[Any, list[Any]] = {}
-    for block in function.body.blocks:
-        if isinstance(block, relax.DataflowBlock):
-            for var, users in relax.analysis.udchain(block).items():
-                readers[var] = list(users)
-    return readers
 
 
 def _replace_takes(function: Any, slices: dict[Any, tuple[Any, Block]]) -> Any:

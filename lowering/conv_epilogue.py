@@ -18,10 +18,9 @@ from tvm.relax.dpl import is_const, is_op, wildcard
 
 from xpuport.lowering.epilogue import (
     Uses,
+    epilogue_operands,
     epilogue_pass,
     int_flag,
-    intermediates_read_once,
-    residual_operand,
     same_type,
 )
 from xpuport.lowering.library import Library, conv2d_attributes, eligible
@@ -47,8 +46,6 @@ def conv_epilogue_pass(library: Library) -> Any:
 
 def _fused_call(call: Any, matched: dict[Any, Any], library: Library, uses: Uses) -> Any | None:
     conv = matched[_CONV]
-    if not intermediates_read_once(call, matched, (_CONV, _BIASED, _RESIDUAL), uses):
-        return None
     if not eligible(conv, library) or not same_type(call.ty, conv.ty):
         return None
     channels = int(conv.ty.shape[1])
@@ -56,12 +53,9 @@ def _fused_call(call: Any, matched: dict[Any, Any], library: Library, uses: Uses
         np.zeros(channels, dtype="float32")
     if bias is None:
         return None
-    args = [conv.args[0], conv.args[1], relax.const(bias)]
-    if _RESIDUAL in matched:
-        residual = residual_operand(matched[_RESIDUAL], matched[_BIASED], uses, call.ty)
-        if residual is None:
-            return None
-        args.append(residual)
+    args = epilogue_operands(call, matched, uses, (_CONV, _BIASED, _RESIDUAL), conv.args, bias)
+    if args is None:
+        return None
     relu = int(call.op.name == "relax.nn.relu")
     flags = [*conv2d_attributes(conv), int_flag(relu)]
     return relax.op.call_pure_packed(library.function, *args, *flags, ty_args=call.ty)

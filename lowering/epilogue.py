@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import tvm
 import tvm_ffi
 from tvm import relax
@@ -18,27 +19,27 @@ from xpuport.lowering.library import Library
 
 @dataclass(frozen=True)
 class Uses:
-    """Who reads what in one function: the count of readers of each dataflow variable, and
-    the variable bound to each value (the matcher hands over values, not variables)."""
+    """Who reads what in one function: the variables that read each dataflow variable, and
+    the value bound to each variable (the matcher hands over values, not variables)."""
 
-    readers: dict[Any, int]
-    bindings: list[tuple[Any, Any]]
+    readers: dict[Any, list[Any]]
+    values: dict[Any, Any]
 
     @classmethod
     def of(cls, function: Any) -> Uses:
-        readers: dict[Any, int] = {}
+        readers: dict[Any, list[Any]] = {}
         for block in function.body.blocks:
             if isinstance(block, relax.DataflowBlock):
                 for var, users in relax.analysis.udchain(block).items():
-                    readers[var] = len(users)
-        return cls(readers, list(relax.analysis.get_var2val(function).items()))
+                    readers[var] = list(users)
+        return cls(readers, dict(relax.analysis.get_var2val(function)))
 
     def var_of(self, value: Any) -> Any | None:
-        return next((var for var, bound in self.bindings if bound.same_as(value)), None)
+        return next((var for var, bound in self.values.items() if bound.same_as(value)), None)
 
     def read_once(self, value: Any) -> bool:
         var = self.var_of(value)
-        return isinstance(var, relax.DataflowVar) and self.readers.get(var, 0) == 1
+        return isinstance(var, relax.DataflowVar) and len(self.readers.get(var, [])) == 1
 
 
 # Builds the library's fused call from the matched chain (`call` is its last op), or None
@@ -75,7 +76,7 @@ def _fuse_function(function: Any, patterns: Sequence[Any], fused_call: FusedCall
     return function
 
 
-def intermediates_read_once(call: Any, matched: dict[Any, Any], inner: Sequence[Any],
+def _intermediates_read_once(call: Any, matched: dict[Any, Any], inner: Sequence[Any],
                             uses: Uses) -> bool:
     """Whether every matched value of the `inner` patterns but the chain's last is read only
     by the chain."""
@@ -83,7 +84,25 @@ def intermediates_read_once(call: Any, matched: dict[Any, Any], inner: Sequence[
     return all(uses.read_once(value) for value in values if not value.same_as(call))
 
 
-def residual_operand(add: Any, biased: Any, uses: Uses, result_type: Any) -> Any | None:
+def epilogue_operands(call: Any, matched: dict[Any, Any], uses: Uses,
+                      chain: tuple[Any, Any, Any], operands: Sequence[Any],
+                      bias: np.ndarray) -> list[Any] | None:
+    """The fused call's operands: the library op's `operands`, the bias, then the residual
+    where the chain adds one. `chain` is its (op, biased, residual) patterns. None where the
+    chain may not fuse: an intermediate is read elsewhere, or the residual broadcasts."""
+    _, biased, residual = chain
+    if not _intermediates_read_once(call, matched, chain, uses):
+        return None
+    args = [*operands, relax.const(bias)]
+    if residual in matched:
+        operand = _residual_operand(matched[residual], matched[biased], uses, call.ty)
+        if operand is None:
+            return None
+        args.append(operand)
+    return args
+
+
+def _residual_operand(add: Any, biased: Any, uses: Uses, result_type: Any) -> Any | None:
     """The operand of `add` that is not `biased` (add is commutative), if it has the result's
     type (a residual that broadcasts is left to TVM)."""
     biased_var = uses.var_of(biased)

@@ -169,33 +169,30 @@ def conv2d_attributes(call: Any) -> list[Any]:
     return [relax.prim_value(tvm.tirx.IntImm("int64", int(v))) for v in values]
 
 
-def has_op(module: Any, op_name: str) -> bool:
-    """Whether any Relax function of `module` calls the operator `op_name`."""
-    found = []
+def _op_calls(module: Any) -> list[Any]:
+    """Every call of an operator in the Relax functions of `module`."""
+    calls: list[Any] = []
 
     def visit(expr: Any) -> None:
         if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
-            found.append(expr.op.name == op_name)
+            calls.append(expr)
 
     for function in module.functions.values():
         if isinstance(function, relax.Function):
             relax.analysis.post_order_visit(function, visit)
-    return any(found)
+    return calls
+
+
+def has_op(module: Any, op_name: str) -> bool:
+    """Whether any Relax function of `module` calls the operator `op_name`."""
+    return any(call.op.name == op_name for call in _op_calls(module))
 
 
 def largest_matmul_macs(module: Any) -> int:
     """The multiply-adds of the largest statically shaped matmul of `module` (0 if none)."""
-    sizes = [0]
-
-    def visit(expr: Any) -> None:
-        if isinstance(expr, relax.Call) and op_kind(expr) in ("matmul", "batch_matmul") \
-                and all(static_shape(t) for t in (expr.ty, expr.args[0].ty)):
-            sizes.append(matmul_macs(expr))
-
-    for function in module.functions.values():
-        if isinstance(function, relax.Function):
-            relax.analysis.post_order_visit(function, visit)
-    return max(sizes)
+    return max((matmul_macs(call) for call in _op_calls(module)
+                if op_kind(call) in ("matmul", "batch_matmul")
+                and all(static_shape(t) for t in (call.ty, call.args[0].ty))), default=0)
 
 
 def library_calls(executable: Any) -> dict[str, int]:

@@ -17,10 +17,9 @@ from tvm.relax.dpl import is_const, is_op, wildcard
 
 from xpuport.lowering.epilogue import (
     Uses,
+    epilogue_operands,
     epilogue_pass,
     int_flag,
-    intermediates_read_once,
-    residual_operand,
     same_type,
 )
 from xpuport.lowering.library import Library, matmul_macs, static_shape
@@ -51,8 +50,6 @@ def linear_pass(library: Library) -> Any:
 
 def _fused_call(call: Any, matched: dict[Any, Any], library: Library, uses: Uses) -> Any | None:
     matmul = matched[_MATMUL]
-    if not intermediates_read_once(call, matched, (_MATMUL, _BIASED, _RESIDUAL), uses):
-        return None
     if not _eligible(matmul, library) or not same_type(call.ty, matmul.ty):
         return None
     columns = int(matmul.ty.shape[-1])
@@ -60,12 +57,10 @@ def _fused_call(call: Any, matched: dict[Any, Any], library: Library, uses: Uses
         np.zeros(columns, dtype=str(matmul.ty.dtype))
     if bias is None:
         return None
-    args = [*matmul.args, relax.const(bias)]
-    if _RESIDUAL in matched:
-        residual = residual_operand(matched[_RESIDUAL], matched[_BIASED], uses, call.ty)
-        if residual is None:
-            return None
-        args.append(residual)
+    args = epilogue_operands(call, matched, uses, (_MATMUL, _BIASED, _RESIDUAL), matmul.args,
+                             bias)
+    if args is None:
+        return None
     activation = ACTIVATIONS.get(call.op.name, 0)
     return relax.op.call_pure_packed(library.function, *args, int_flag(activation),
                                      ty_args=call.ty)
