@@ -7,10 +7,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import tvm
 from onnx import TensorProto, helper, numpy_helper
+from tvm import relax
 
 import xpuport
 from xpuport.backends import host_kernels
+from xpuport.backends.cpu import host_dispatch, onednn_gemms_pay
+from xpuport.hw_profiles import load_profile
 from xpuport.lowering.linear_epilogue import LINEAR_OP, linear_pass
 from xpuport.lowering.to_relax import to_relax
 
@@ -79,17 +83,31 @@ def test_a_small_gemm_is_left_to_the_matmul_libraries(tmp_path):
 
 @pytest.mark.parametrize("tail", ["Gelu", "Relu", "residual"])
 def test_fused_layer_matches_onnxruntime(tmp_path, tail):
+    """Built straight from the fused module, so oneDNN's kernel is checked on every host
+    (compile sends GEMMs to it only on hosts where it pays: test_large_gemms_follow_the_host)."""
     path = _layer(tmp_path / "l.onnx", tail)
     rng = np.random.default_rng(1)
     feeds = {"x": rng.standard_normal((1, ROWS, K)).astype(np.float32)}
     if tail == "residual":
         feeds["r"] = rng.standard_normal((1, ROWS, N)).astype(np.float32)
-    artifact = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False)
+    module = linear_pass(LINEAR)(to_relax(onnx.load(path)))
+    assert f'"{LINEAR.function}"' in module.script()
+    host_kernels.register()
+    vm = relax.VirtualMachine(tvm.compile(module, tvm.target.Target({"kind": "llvm"})), tvm.cpu())
+    got = vm["main"](*(tvm.runtime.tensor(value) for value in feeds.values()))  # input order
     expected = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)
 
-    assert artifact.manifest["library_calls"] == {LINEAR.function: 1}
-    got = list(artifact.run(feeds).values())
-    np.testing.assert_allclose(got[0], expected[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got.numpy(), expected[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("profile", "library"), [
+    ("generic/x86-64-v4", LINEAR.function), ("generic/x86-64-v3", "xpuport.cpu.numpy.matmul")])
+def test_large_gemms_follow_the_host(tmp_path, profile, library):
+    """oneDNN's linear layers pay on AVX-512 hosts; on AVX2 ones OpenBLAS is faster."""
+    module = to_relax(onnx.load(_layer(tmp_path / "l.onnx", "Gelu")))
+    dispatch = host_dispatch(onednn_gemms_pay(load_profile(profile)))
+
+    assert f'"{library}"' in dispatch(module).script()
 
 
 def test_a_model_of_small_gemms_keeps_numpy(tmp_path):
