@@ -44,7 +44,8 @@ def host_libraries(torch_gemms: bool = False) -> list[Library]:
     for up to 2^28 cycles after a call, so beside torch's OpenMP workers each pool runs at
     a fraction of its speed (ResNet-50: 112 ms with its classifier GEMM on OpenBLAS, 53 ms
     on torch; an MLP at batch 64 with one GEMM on each: 8 ms instead of 0.1 ms). A model
-    with convolutions or large GEMMs (`ONEDNN_GEMM_MACS`) runs them on torch: oneDNN's
+    with convolutions, or with large GEMMs (`ONEDNN_GEMM_MACS`) on a host where oneDNN's
+    GEMMs pay (backends/cpu.onednn_gemms_pay: AVX-512), runs them on torch: oneDNN's
     linear for a constant weight (bias and activation fused; 200-220 GFLOP/s on this 2-core
     host where OpenBLAS reaches 160-185), oneDNN's conv2d, torch's matmul for the rest, and
     torch's layer norm and softmax over the last axis (13-77 us on the encoders' shapes,
