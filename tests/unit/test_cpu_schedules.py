@@ -12,7 +12,13 @@ import xpuport
 from xpuport.backends.base import CompileOptions
 from xpuport.backends.cpu import CpuBackend
 from xpuport.backends.cpu_fast_math import fast_math
-from xpuport.backends.cpu_schedules import PARALLEL_MIN_ELEMENTS, Guarded, Injective
+from xpuport.backends.cpu_schedules import (
+    PARALLEL_MIN_ELEMENTS,
+    TRANSPOSE_TILE,
+    Guarded,
+    Injective,
+    RowReduction,
+)
 from xpuport.hw_profiles import load_profile
 from xpuport.lowering.to_relax import to_relax
 
@@ -93,3 +99,65 @@ def test_a_broadcast_operand_is_read_once_per_vector_not_per_lane(tmp_path):
 
     assert "T.parallel" in "\n".join(lines)
     assert vector not in channel
+
+
+def _graph(path, nodes, inputs, output_shape, initializers=()) -> str:
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(name, TensorProto.FLOAT,
+                                                                         shape)
+                                           for name, shape in inputs],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                             output_shape)],
+                              list(initializers))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), path)
+    return str(path)
+
+
+def _scheduled(path: str, *rules) -> str:
+    backend = CpuBackend()
+    module = backend.fused_kernels(to_relax(onnx.load(path)), PROFILE, CompileOptions())
+    from tvm.s_tir import dlight
+
+    with backend.target(PROFILE):
+        scheduled = dlight.ApplyDefaultSchedule(*rules)(module)
+    return "\n".join(f.script() for f in scheduled.functions.values()
+                     if isinstance(f, tvm.tirx.PrimFunc))
+
+
+def test_a_layer_norm_sums_each_row_into_vector_partials(tmp_path):
+    scale = helper.make_tensor("g", TensorProto.FLOAT, [256], np.ones(256))
+    bias = helper.make_tensor("b", TensorProto.FLOAT, [256], np.zeros(256))
+    path = _graph(tmp_path / "ln.onnx",
+                  [helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1)],
+                  [("x", [64, 256])], [64, 256], [scale, bias])
+    text = _scheduled(path, RowReduction())
+
+    assert "T.parallel(T.int64(64))" in text
+    assert text.count("_rf_update") == 2  # the mean's sum and the variance's
+    x = np.random.default_rng(0).standard_normal((64, 256)).astype(np.float32) * 3 + 1
+    y = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False).run({"x": x})
+    expected = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(y["y"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_an_argmax_keeps_its_serial_first_index_reduction(tmp_path):
+    """Partial results per lane would break ties toward a later index."""
+    path = _graph(tmp_path / "am.onnx",
+                  [helper.make_node("ArgMax", ["x"], ["i"], axis=1, keepdims=1),
+                   helper.make_node("Cast", ["i"], ["y"], to=TensorProto.FLOAT)],
+                  [("x", [64, 256])], [64, 1])
+    assert "_rf" not in _scheduled(path, RowReduction(), Injective())
+
+
+def test_a_transpose_is_copied_in_tiles_read_along_the_input(tmp_path):
+    """(128, 8, 64) -> (8, 64, 128): each tile of 8 output columns reads 8 input rows."""
+    path = _graph(tmp_path / "t.onnx", [helper.make_node("Transpose", ["x"], ["y"],
+                                                         perm=[1, 2, 0])],
+                  [("x", [128, 8, 64])], [8, 64, 128])
+    text = _scheduled(path, Injective())
+    lines = text.splitlines()
+    vector = next(k for k, line in enumerate(lines) if f"T.vectorized(T.int64({TRANSPOSE_TILE}))"
+                  in line)
+    assert "in range(T.int64(64))" in lines[vector - 1]  # the input's contiguous axis, inside
+    x = np.random.default_rng(0).standard_normal((128, 8, 64)).astype(np.float32)
+    y = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False).run({"x": x})
+    np.testing.assert_array_equal(y["y"], x.transpose(1, 2, 0))
