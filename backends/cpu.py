@@ -9,7 +9,6 @@ from typing import Any
 
 import onnx_ir as ir
 import tvm
-from tvm import relax
 
 from xpuport.backends import host_kernels
 from xpuport.backends.base import CompileOptions, Support, TvmBackend, built_target
@@ -22,7 +21,7 @@ from xpuport.lowering.column_blocks import column_blocks_pass
 from xpuport.lowering.conv_epilogue import EPILOGUE_OP, conv_epilogue_pass
 from xpuport.lowering.library import dispatch_pass, has_op, largest_matmul_macs
 from xpuport.lowering.linear_epilogue import LINEAR_OP, linear_pass
-from xpuport.lowering.tuning import note_tuned_kernels
+from xpuport.lowering.tuning import apply_records, note_tuned_kernels
 
 _PROFILE_BY_MACHINE = {
     "x86_64": "generic/x86-64",
@@ -109,8 +108,8 @@ class CpuBackend(TvmBackend):
         return [column_blocks_pass(), *library, *([fast_math] if options.fast_math else [])]
 
     def pipeline(self, profile: HardwareProfile, options: CompileOptions) -> Any | None:
-        records = ([relax.transform.MetaScheduleApplyDatabase(options.tuning_db),
-                    note_tuned_kernels()] if options.tuning_db else [])
+        records = ([apply_records(options.tuning_db), note_tuned_kernels()]
+                   if options.tuning_db else [])
         if not options.schedules and not records:
             return None
         return cpu_pipeline_with_schedules(self.target(profile), records, options.schedules)

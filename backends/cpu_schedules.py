@@ -322,7 +322,36 @@ def _lanes(target: Any) -> int:
 
 def fusion_passes(target: Any) -> list[Any]:
     """TVM's CPU passes up to fused kernels: what tuning sees and records apply to."""
-    return [*cpu_pipeline.library_dispatch_passes(target), *cpu_pipeline.legalize_passes(target)]
+    return [*cpu_pipeline.library_dispatch_passes(target), *cpu_pipeline.legalize_passes(target),
+            canonical_block_names]
+
+
+@tvm.transform.module_pass(opt_level=0, name="xpuport.CanonicalBlockNames")  # type: ignore[untyped-decorator]
+def canonical_block_names(module: Any, _context: Any) -> Any:
+    """Name every kernel's blocks b0, b1... in order. Block names come from the model's value
+    names (a layer norm's `x_sum` in one model is `lv7_sum` in another), structural equality
+    ignores them, and MetaSchedule's records find blocks by name: a database shared by two
+    such models stored one model's kernel with the other's records, which no longer loaded."""
+    renamed = module.clone()  # a pass must not change the module it was given
+    for gv, func in module.functions.items():
+        if isinstance(func, tvm.tirx.PrimFunc):
+            renamed.update_func(gv, _renamed_blocks(func))
+    return renamed
+
+
+def _renamed_blocks(func: Any) -> Any:
+    sch = s_tir.Schedule(func)
+    pending = list(sch.get_child_blocks(sch.get_sblock("root")))
+    count = 0
+    while pending:
+        block = pending.pop(0)
+        old = sch.get(block)
+        new = s_tir.SBlock(old.iter_vars, old.reads, old.writes, f"b{count}", old.body, old.init,
+                           old.alloc_buffers, old.match_buffers, old.annotations)
+        sch.state.replace(sch.get_sref(block), new, {old: new})
+        pending.extend(sch.get_child_blocks(block))
+        count += 1
+    return sch.mod["main"]
 
 
 def cpu_pipeline_with_schedules(target: Any, before_schedules: list[Any],

@@ -9,7 +9,7 @@ import onnx_ir as ir
 import tvm
 
 from xpuport.backends.base import Backend, CompileOptions, TvmBackend
-from xpuport.errors import CompileError, UnsupportedOpError
+from xpuport.errors import CompileError, UnsupportedOpError, XpuportError
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.lowering.to_relax import to_relax
 
@@ -54,6 +54,8 @@ def lower(
             if pipeline is None:
                 return tvm.compile(module, target=target)
             return tvm.compile(module, target=target, relax_pipeline=pipeline)
+    except XpuportError:
+        raise  # a pass refused the input: its own message and fix
     except Exception as exc:  # TVM 0.27 raises builtin types and its own; all mean 'failed'
         raise CompileError(
             f"TVM failed to build for {target.kind.name}: "

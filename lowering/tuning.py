@@ -64,9 +64,58 @@ class TuningDatabase:
             return sum(1 for line in lines if line.strip())
 
     def meta_schedule(self) -> Any:
-        from tvm.s_tir import meta_schedule as ms
+        return load_records(self.path)
 
-        return ms.database.JSONDatabase(work_dir=str(self.path))
+
+def load_records(path: Path) -> Any:
+    """MetaSchedule's database of the records in `path`; refused, naming the records to drop,
+    when a record no longer applies to its kernel (MetaSchedule then reads none of them)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    try:
+        return ms.database.JSONDatabase(work_dir=str(path))
+    except Exception as exc:  # TVM raises RuntimeError and its own types: all mean unreadable
+        lines = unreplayable_records(path)
+        file = path / RECORDS[1]
+        what = (f"records on lines {', '.join(map(str, lines))} do not apply to their kernel"
+                if lines else f"MetaSchedule cannot read it ({str(exc).strip()[:200]})")
+        raise TuningError(
+            f"{file}: {what}",
+            "delete those lines (or the whole folder and retune); `compile --no-tuning` "
+            "builds without records meanwhile") from exc
+
+
+def unreplayable_records(path: Path) -> list[int]:
+    """1-based lines of the records file whose schedule fails on the kernel they name."""
+    from tvm.s_tir import meta_schedule as ms
+
+    workloads = (path / RECORDS[0]).read_text().splitlines()
+    parsed: dict[int, Any] = {}
+    broken = []
+    for number, line in enumerate((path / RECORDS[1]).read_text().splitlines(), start=1):
+        try:
+            index, record = json.loads(line)
+            if index not in parsed:
+                parsed[index] = ms.database.Workload.from_json(json.loads(workloads[index]))
+            ms.database.TuningRecord.from_json(record, parsed[index])
+        except (ValueError, TypeError, IndexError, RuntimeError):  # TVM's errors included
+            broken.append(number)
+    return broken
+
+
+def apply_records(path: str) -> Any:
+    """MetaScheduleApplyDatabase on the database in `path`, read now (by load_records), so
+    that a database it cannot read is refused before the build, with its own message."""
+    database = load_records(Path(path))
+
+    @tvm.transform.module_pass(opt_level=0, name="xpuport.ApplyTuningRecords")  # type: ignore[untyped-decorator]
+    def apply(module: Any, _context: Any) -> Any:
+        from tvm import relax
+
+        with database:
+            return relax.transform.MetaScheduleApplyDatabase()(module)
+
+    return apply
 
 
 def open_database(path: Path, profile: HardwareProfile, target: Any) -> TuningDatabase | None:

@@ -161,3 +161,23 @@ def test_a_transpose_is_copied_in_tiles_read_along_the_input(tmp_path):
     x = np.random.default_rng(0).standard_normal((128, 8, 64)).astype(np.float32)
     y = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False).run({"x": x})
     np.testing.assert_array_equal(y["y"], x.transpose(1, 2, 0))
+
+
+def test_kernels_name_their_blocks_alike_whatever_the_model_names_its_values(tmp_path):
+    """Tuning records find blocks by name, and a layer norm's blocks were named after its
+    input: one model's records stored against another's kernel broke a shared database."""
+    scripts = []
+    for name in ("x", "lv7"):
+        scale = helper.make_tensor("g", TensorProto.FLOAT, [64], np.ones(64))
+        bias = helper.make_tensor("b", TensorProto.FLOAT, [64], np.zeros(64))
+        graph = helper.make_graph(
+            [helper.make_node("LayerNormalization", [name, "g", "b"], ["y"], axis=-1)], "g",
+            [helper.make_tensor_value_info(name, TensorProto.FLOAT, [8, 64])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 64])], [scale, bias])
+        backend = CpuBackend()
+        module = backend.fused_kernels(to_relax(helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 20)])), PROFILE, CompileOptions())
+        kernel = next(f for f in module.functions.values() if isinstance(f, tvm.tirx.PrimFunc))
+        scripts.append([line for line in kernel.script().splitlines() if "T.sblock(" in line])
+    assert scripts[0] == scripts[1]
+    assert 'T.sblock("b0")' in scripts[0][1]

@@ -102,3 +102,18 @@ def test_tune_refuses_a_folder_that_is_not_a_database(add_relu, tmp_path):
     with pytest.raises(TuningError, match="not a tuning database"):
         xpuport.tune(add_relu, "cpu", PROFILE, trials=1, database=tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_record_that_no_longer_applies_is_refused_by_line(add_relu, tuned_db, tmp_path):
+    """MetaSchedule reads none of a database once one record fails on its kernel: compile
+    names the file and the line instead of failing inside TVM's build."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for file in tuned_db.iterdir():
+        if file.is_file():
+            (broken / file.name).write_text(file.read_text())
+    records = broken / "database_tuning_record.json"
+    records.write_text(records.read_text().replace('"b0"', '"no_such_block"'))
+    with pytest.raises(TuningError, match=r"database_tuning_record.json: records on lines 1 "):
+        xpuport.compile(add_relu, "cpu", PROFILE, tmp_path / "out", tuning=broken)
+    assert not (tmp_path / "out").exists()
