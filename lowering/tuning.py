@@ -28,6 +28,9 @@ from xpuport.errors import TuningError
 from xpuport.hw_profiles import HardwareProfile
 
 META = "xpuport-tuning.json"
+# 2: kernels' blocks named b0, b1... (cpu_schedules.canonical_block_names). Records made
+# before name blocks after the model's values; adding new ones to them breaks the database.
+FORMAT = 2
 RECORDS = ("database_workload.json", "database_tuning_record.json")
 TUNING_DIR_ENV = "XPUPORT_TUNING_DIR"
 
@@ -129,6 +132,13 @@ def open_database(path: Path, profile: HardwareProfile, target: Any) -> TuningDa
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise TuningError(f"{meta_file}: not an xpuport tuning database ({exc})",
                           "remove the folder, or retune with `xpuport tune`") from exc
+    if meta.get("format") != FORMAT:
+        raise TuningError(
+            f"{path}: tuning records of an older xpuport (database format "
+            f"{meta.get('format', 1)}, this one reads {FORMAT}): its kernels named their "
+            "blocks differently, and records added now would not load",
+            f"retune into a new folder: `xpuport tune MODEL --profile {profile.name} --db "
+            "NEW_DIR`, or delete this one; pass --no-tuning to compile without records")
     expected = (profile.name, str(target), tvm.__version__)
     found = (database.profile, database.target, database.tvm)
     if found != expected:
@@ -148,7 +158,8 @@ def create_database(path: Path, profile: HardwareProfile, target: Any) -> Tuning
         raise TuningError(f"{path} exists and is not a tuning database",
                           "give --db an empty or new folder")
     path.mkdir(parents=True, exist_ok=True)
-    meta = {"profile": profile.name, "target": str(target), "tvm": tvm.__version__}
+    meta = {"profile": profile.name, "target": str(target), "tvm": tvm.__version__,
+            "format": FORMAT}
     (path / META).write_text(json.dumps(meta, indent=2) + "\n")
     return TuningDatabase(path, profile.name, str(target), tvm.__version__)
 

@@ -82,7 +82,8 @@ def test_the_profile_default_database_is_applied_when_present(add_relu, tuned_db
 
 
 @pytest.mark.parametrize(("key", "value", "named"), [
-    ("profile", "nvidia/h100", "nvidia/h100"), ("tvm", "0.19.0", "TVM 0.19.0")])
+    ("profile", "nvidia/h100", "nvidia/h100"), ("tvm", "0.19.0", "TVM 0.19.0"),
+    ("format", 1, "older xpuport")])
 def test_a_database_of_another_profile_or_tvm_is_refused(tmp_path, key, value, named):
     create_database(tmp_path, load_profile(PROFILE), _target())
     meta = json.loads((tmp_path / META).read_text())
