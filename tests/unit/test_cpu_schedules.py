@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 import pytest
@@ -33,17 +35,24 @@ def _unary(path, op: str, shape, dtype=TensorProto.FLOAT) -> str:
     return str(path)
 
 
-def _kernel(path: str) -> str:
-    """The scheduled TIR of the model's one kernel, as text."""
-    backend = CpuBackend()
-    module = backend.fused_kernels(to_relax(onnx.load(path)), PROFILE, CompileOptions())
-    target = backend.target(PROFILE)
+def _fused(path: str) -> Any:
+    """The model's Relax module up to fused kernels, as tuning and the schedules see it."""
+    return CpuBackend().fused_kernels(to_relax(onnx.load(path)), PROFILE, CompileOptions())
+
+
+def _scheduled(path: str, *rules) -> str:
+    """The scheduled TIR of the model's kernels under `rules`, as text."""
     from tvm.s_tir import dlight
 
-    with target:
-        scheduled = dlight.ApplyDefaultSchedule(Injective())(module)
+    with CpuBackend().target(PROFILE):
+        scheduled = dlight.ApplyDefaultSchedule(*rules)(_fused(path))
     return "\n".join(f.script() for f in scheduled.functions.values()
                      if isinstance(f, tvm.tirx.PrimFunc))
+
+
+def _kernel(path: str) -> str:
+    """The scheduled TIR of the model's one kernel, as text."""
+    return _scheduled(path, Injective())
 
 
 def test_a_large_elementwise_kernel_runs_parallel_and_vectorized(tmp_path):
@@ -112,17 +121,6 @@ def _graph(path, nodes, inputs, output_shape, initializers=()) -> str:
     return str(path)
 
 
-def _scheduled(path: str, *rules) -> str:
-    backend = CpuBackend()
-    module = backend.fused_kernels(to_relax(onnx.load(path)), PROFILE, CompileOptions())
-    from tvm.s_tir import dlight
-
-    with backend.target(PROFILE):
-        scheduled = dlight.ApplyDefaultSchedule(*rules)(module)
-    return "\n".join(f.script() for f in scheduled.functions.values()
-                     if isinstance(f, tvm.tirx.PrimFunc))
-
-
 def test_a_layer_norm_sums_each_row_into_vector_partials(tmp_path):
     scale = helper.make_tensor("g", TensorProto.FLOAT, [256], np.ones(256))
     bias = helper.make_tensor("b", TensorProto.FLOAT, [256], np.zeros(256))
@@ -170,14 +168,11 @@ def test_kernels_name_their_blocks_alike_whatever_the_model_names_its_values(tmp
     for name in ("x", "lv7"):
         scale = helper.make_tensor("g", TensorProto.FLOAT, [64], np.ones(64))
         bias = helper.make_tensor("b", TensorProto.FLOAT, [64], np.zeros(64))
-        graph = helper.make_graph(
-            [helper.make_node("LayerNormalization", [name, "g", "b"], ["y"], axis=-1)], "g",
-            [helper.make_tensor_value_info(name, TensorProto.FLOAT, [8, 64])],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 64])], [scale, bias])
-        backend = CpuBackend()
-        module = backend.fused_kernels(to_relax(helper.make_model(
-            graph, opset_imports=[helper.make_opsetid("", 20)])), PROFILE, CompileOptions())
-        kernel = next(f for f in module.functions.values() if isinstance(f, tvm.tirx.PrimFunc))
+        path = _graph(tmp_path / f"{name}.onnx",
+                      [helper.make_node("LayerNormalization", [name, "g", "b"], ["y"], axis=-1)],
+                      [(name, [8, 64])], [8, 64], [scale, bias])
+        kernel = next(f for f in _fused(path).functions.values()
+                      if isinstance(f, tvm.tirx.PrimFunc))
         scripts.append([line for line in kernel.script().splitlines() if "T.sblock(" in line])
     assert scripts[0] == scripts[1]
     assert 'T.sblock("b0")' in scripts[0][1]
