@@ -238,42 +238,63 @@ class TuneResult:
     tasks: int
     trials: int
     seconds: float
-    rounds: int
+    out_of_budget: bool  # the budget, not the trial count or the search space, ended the run
+
+
+def trials_per_batch(trials: int, tasks: int) -> int:
+    """Candidates measured per batch. Every kernel gets one batch before the task scheduler
+    chooses by progress: that first pass takes half of `trials`, so the other half goes to
+    the kernels that improve most; at most MetaSchedule's 64."""
+    return max(1, min(64, trials // (2 * tasks)))
+
+
+def heaviest_first(tasks: list[Any]) -> list[Any]:
+    """Kernels by arithmetic times calls, most first: the first pass gives them their first
+    batch in this order, and a budget may run out during it."""
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    return sorted(tasks, key=lambda task: -estimate_tir_flops(task.mod) * task.weight)
 
 
 def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
-                budget: float | None, on_round: Callable[[int, int], None]) -> TuneResult:
-    """MetaSchedule over every kernel of `module` (legalized and fused), in rounds so that a
-    wall-clock budget can stop it between rounds; each round's records are kept. It stops
-    early when a round measures fewer candidates than it asked for: MetaSchedule has no more
-    to try (it gives an elementwise or layout kernel one), and another round would only
-    measure the same ones again. The result counts the candidates measured."""
+                budget: float | None, on_progress: Callable[[int, str], None]) -> TuneResult:
+    """MetaSchedule over every kernel of `module` (legalized and fused): one search, whose
+    task scheduler shares `trials` among the kernels by their progress, stopped by `budget`
+    seconds (tuning_search.py). A kernel MetaSchedule has no more candidates for (an
+    elementwise or layout kernel gets one) retires early. The result counts the candidates
+    measured; `on_progress` hears after each batch."""
     from tvm.s_tir import meta_schedule as ms
 
+    from xpuport.lowering.tuning_search import (
+        BudgetedSearch,
+        ReportProgress,
+        target_intrinsics_only,
+        unnamed_log_handlers_set_aside,
+    )
+
     target = measured_target(target)
-    tasks = ms.relax_integration.extract_tasks(module, target)
-    if not tasks:
+    extracted = heaviest_first(ms.relax_integration.extract_tasks(module, target))
+    if not extracted:
         raise TuningError("nothing to tune: every kernel of this model is a library call",
                           "compile it as is, or tune with --no-library to tune TVM's kernels")
-    started, done, rounds = time.monotonic(), 0, 0
-    # With a budget, small rounds: a round is never cut short, so it bounds the overshoot.
-    per_round = trials if budget is None else max(len(tasks), 32)
-    builder, runner = _builder(target), _runner()  # one worker pool each for every round
+    started, before = time.monotonic(), database.records()
+    deadline = None if budget is None else started + budget
+    builder, runner = _builder(target), _runner()
     try:
-        while done < trials and (budget is None or time.monotonic() - started < budget):
-            step = min(per_round, trials - done)
-            before = database.records()
-            with tvm.transform.PassContext(opt_level=3):
-                ms.relax_integration.tune_relax(
-                    module, {}, target, str(database.path), max_trials_global=step,
-                    num_trials_per_iter=min(64, max(step // len(tasks), 8)),
-                    database=database.meta_schedule(), builder=builder, runner=runner,
-                    strategy=_search_strategy())
-            measured = database.records() - before
-            done, rounds = done + measured, rounds + 1
-            on_round(rounds, done)
-            if measured < step:
-                break  # MetaSchedule had no more candidates to try
+        with (tvm.transform.PassContext(opt_level=3), target_intrinsics_only(target),
+              unnamed_log_handlers_set_aside()):
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                extracted, str(database.path),
+                strategy=BudgetedSearch(_search_strategy(), deadline))
+            ms.tune.tune_tasks(
+                tasks=contexts, task_weights=weights, work_dir=str(database.path),
+                max_trials_global=trials,
+                num_trials_per_iter=trials_per_batch(trials, len(contexts)),
+                database=database.meta_schedule(), builder=builder, runner=runner,
+                measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
+                                   ReportProgress(on_progress)])
     finally:
         builder.shutdown()
-    return TuneResult(database.path, len(tasks), done, time.monotonic() - started, rounds)
+    seconds = time.monotonic() - started
+    return TuneResult(database.path, len(extracted), database.records() - before, seconds,
+                      deadline is not None and started + seconds >= deadline)

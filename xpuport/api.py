@@ -208,7 +208,7 @@ def tune(
     budget: float | None = None,
     database: str | Path | None = None,
     options: CompileOptions | None = None,
-    on_round: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[int, str], None] | None = None,
 ) -> TuneResult:
     """MetaSchedule every kernel TVM generates for the model; records go to the profile's
     database (or `database`), which `compile` then applies."""
@@ -227,7 +227,8 @@ def tune(
     target = backend_impl.target(resolved)
     path = Path(database) if database is not None else default_database(resolved)
     records = create_database(path, resolved, target)
-    return tune_module(module, target, records, trials, budget, on_round or (lambda *_: None))
+    return tune_module(module, target, records, trials, budget,
+                       on_progress or (lambda *_: None))
 
 
 def _library_calls(executables: Iterable[Any]) -> dict[str, int]:

@@ -403,7 +403,7 @@ def tune(
     profile: Annotated[str | None, typer.Option(help="Hardware profile.")] = None,
     trials: Annotated[int, typer.Option(min=1, help="Measured candidates in all.")] = 256,
     budget: Annotated[
-        float | None, typer.Option(min=1, help="Stop after this many seconds (between rounds).")
+        float | None, typer.Option(min=1, help="Stop proposing candidates after this many seconds.")
     ] = None,
     db: Annotated[Path | None, typer.Option(help="Database folder (default: the profile's; "
                                             "share it with your team).")] = None,
@@ -412,18 +412,19 @@ def tune(
 ) -> None:
     """Tune TVM's kernels for a model with MetaSchedule; compile applies the records."""
 
-    def progress(rounds: int, done: int) -> None:
+    def progress(measured: int, kernel: str) -> None:
         if not as_json:
-            out.print(f"round {rounds}: {done} trials measured")
+            out.print(f"{measured} trials measured (last: {kernel})")
 
     result = api.tune(model, backend, profile, trials=trials, budget=budget, database=db,
-                      options=CompileOptions(library=library), on_round=progress)
+                      options=CompileOptions(library=library), on_progress=progress)
     data = {"database": str(result.database), "tasks": result.tasks, "trials": result.trials,
-            "rounds": result.rounds, "seconds": round(result.seconds, 1)}
+            "seconds": round(result.seconds, 1), "out_of_budget": result.out_of_budget}
     if as_json:
         return emit_json(data)
+    ended = " (the budget ran out)" if result.out_of_budget else ""
     out.print(f"tuned {data['tasks']} kernel(s) of {model} with {data['trials']} trials in "
-              f"{data['seconds']} s → {data['database']}")
+              f"{data['seconds']} s{ended} → {data['database']}")
 
 
 @app.command()
