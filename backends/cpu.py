@@ -21,7 +21,8 @@ from xpuport.lowering.column_blocks import column_blocks_pass
 from xpuport.lowering.conv_epilogue import EPILOGUE_OP, conv_epilogue_pass
 from xpuport.lowering.library import dispatch_pass, has_op, largest_matmul_macs
 from xpuport.lowering.linear_epilogue import LINEAR_OP, linear_pass
-from xpuport.lowering.tuning import apply_records, note_tuned_kernels
+from xpuport.lowering.tuning import note_tuned_kernels
+from xpuport.lowering.tuning_apply import apply_records
 
 _PROFILE_BY_MACHINE = {
     "x86_64": "generic/x86-64",

@@ -9,7 +9,7 @@ import onnx_ir as ir
 import tvm
 
 from xpuport.backends.base import Backend, CompileOptions, TvmBackend
-from xpuport.errors import CompileError, UnsupportedOpError, XpuportError
+from xpuport.errors import CompileError, UnsupportedOpError, XpuportError, take_raised_in_pass
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.lowering.to_relax import to_relax
 
@@ -57,6 +57,8 @@ def lower(
     except XpuportError:
         raise  # a pass refused the input: its own message and fix
     except Exception as exc:  # TVM 0.27 raises builtin types and its own; all mean 'failed'
+        if (refused := take_raised_in_pass()) is not None:
+            raise refused from exc
         raise CompileError(
             f"TVM failed to build for {target.kind.name}: "
             f"{(str(exc).strip() or repr(exc)).splitlines()[0]}",

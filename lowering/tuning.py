@@ -106,21 +106,6 @@ def unreplayable_records(path: Path) -> list[int]:
     return broken
 
 
-def apply_records(path: str) -> Any:
-    """MetaScheduleApplyDatabase on the database in `path`, read now (by load_records), so
-    that a database it cannot read is refused before the build, with its own message."""
-    database = load_records(Path(path))
-
-    @tvm.transform.module_pass(opt_level=0, name="xpuport.ApplyTuningRecords")  # type: ignore[untyped-decorator]
-    def apply(module: Any, _context: Any) -> Any:
-        from tvm import relax
-
-        with database:
-            return relax.transform.MetaScheduleApplyDatabase()(module)
-
-    return apply
-
-
 def open_database(path: Path, profile: HardwareProfile, target: Any) -> TuningDatabase | None:
     """The database at `path` if one is there; refused if made for another profile or TVM."""
     meta_file = path / META

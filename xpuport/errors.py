@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 
 class XpuportError(Exception):
     """Base of every error xpuport raises on purpose."""
@@ -73,3 +75,21 @@ class ToleranceExceededError(XpuportError):
 
 class TuningError(XpuportError):
     """A tuning database that does not belong to this profile or TVM, or a failed tuning run."""
+
+
+_RAISED_IN_PASS: ContextVar[XpuportError | None] = ContextVar("xpuport_raised_in_pass",
+                                                              default=None)
+
+
+def raised_in_pass(error: XpuportError) -> XpuportError:
+    """Keep `error`, raised inside a TVM pass, for whoever runs the build: TVM's FFI turns an
+    exception crossing it into a RuntimeError that keeps only the message."""
+    _RAISED_IN_PASS.set(error)
+    return error
+
+
+def take_raised_in_pass() -> XpuportError | None:
+    """The error a pass raised in this thread since the last call, if any."""
+    error = _RAISED_IN_PASS.get()
+    _RAISED_IN_PASS.set(None)
+    return error

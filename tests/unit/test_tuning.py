@@ -105,16 +105,33 @@ def test_tune_refuses_a_folder_that_is_not_a_database(add_relu, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def _with_a_broken_record(tuned_db, folder):
+    """A copy of `tuned_db` whose record finds its block by a name the kernel lacks."""
+    folder.mkdir(parents=True)
+    for file in tuned_db.iterdir():
+        if file.is_file():
+            (folder / file.name).write_text(file.read_text())
+    records = folder / "database_tuning_record.json"
+    records.write_text(records.read_text().replace('"b0"', '"no_such_block"'))
+    return folder
+
+
 def test_a_record_that_no_longer_applies_is_refused_by_line(add_relu, tuned_db, tmp_path):
     """MetaSchedule reads none of a database once one record fails on its kernel: compile
     names the file and the line instead of failing inside TVM's build."""
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for file in tuned_db.iterdir():
-        if file.is_file():
-            (broken / file.name).write_text(file.read_text())
-    records = broken / "database_tuning_record.json"
-    records.write_text(records.read_text().replace('"b0"', '"no_such_block"'))
+    broken = _with_a_broken_record(tuned_db, tmp_path / "broken")
     with pytest.raises(TuningError, match=r"database_tuning_record.json: records on lines 1 "):
         xpuport.compile(add_relu, "cpu", PROFILE, tmp_path / "out", tuning=broken)
     assert not (tmp_path / "out").exists()
+
+
+def test_compile_reads_only_the_records_of_its_own_kernels(add_relu, tuned_db, tmp_path):
+    """Records are matched by kernel hash before any is parsed: one that would not load,
+    made for a kernel this model does not have, is never read."""
+    broken = _with_a_broken_record(tuned_db, tmp_path / "broken")
+    model = onnx.load(add_relu)
+    model.graph.node[1].op_type = "Sigmoid"  # add, sigmoid: another kernel
+    onnx.save(model, tmp_path / "add_sigmoid.onnx")
+    artifact = xpuport.compile(tmp_path / "add_sigmoid.onnx", "cpu", PROFILE, tmp_path / "out",
+                               tuning=broken)
+    assert artifact.manifest["tuning"]["tuned_kernels"] == []

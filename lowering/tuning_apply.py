@@ -1,0 +1,72 @@
+"""compile's side of a tuning database: the records of the kernels being built, no others.
+
+MetaSchedule's JSONDatabase parses every workload's module and every record's trace when it
+opens a database: 1.6 s of each compile with a 372-record database here, also for a model
+none of the records were made for. Each workload's line starts with its kernel's structural
+hash, which compile can compute for its own kernels first: only the workloads that match are
+taken, with their records, into an in-memory database for MetaScheduleApplyDatabase.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import tvm
+
+from xpuport.errors import TuningError, raised_in_pass
+from xpuport.lowering.tuning import RECORDS
+
+
+def workload_hashes(module: Any) -> dict[str, Any]:
+    """Each kernel of `module` as MetaSchedule keys it: its hash -> the kernel's module."""
+    from tvm.s_tir import meta_schedule as ms
+
+    normalize = tvm.get_global_func("tvm.s_tir.meta_schedule.normalize_mod")
+    kernels = [normalize(function) for function in module.functions.values()
+               if isinstance(function, tvm.tirx.PrimFunc)]
+    return {ms.database.Workload(kernel).as_json()[0]: kernel for kernel in kernels}
+
+
+def matching_records(path: Path, module: Any) -> Any:
+    """An in-memory database of the records in `path` for `module`'s kernels; refused,
+    naming the lines, when a record no longer applies to its kernel."""
+    from tvm.s_tir import meta_schedule as ms
+
+    wanted = workload_hashes(module)
+    matched = {index: wanted[json.loads(line)[0]]
+               for index, line in enumerate((path / RECORDS[0]).read_text().splitlines())
+               if line.strip() and json.loads(line)[0] in wanted}
+    database = ms.database.MemoryDatabase()
+    workloads = {index: database.commit_workload(kernel) for index, kernel in matched.items()}
+    broken = []
+    for number, line in enumerate((path / RECORDS[1]).read_text().splitlines(), start=1):
+        index, record = json.loads(line) if line.strip() else (None, None)
+        if index not in workloads:
+            continue
+        try:
+            database.commit_tuning_record(
+                ms.database.TuningRecord.from_json(record, workloads[index]))
+        except (ValueError, TypeError, RuntimeError):  # TVM's errors included
+            broken.append(number)
+    if broken:
+        raise raised_in_pass(TuningError(
+            f"{path / RECORDS[1]}: records on lines {', '.join(map(str, broken))} do not apply "
+            "to their kernel",
+            "delete those lines (or the whole folder and retune); `compile --no-tuning` "
+            "builds without records meanwhile"))
+    return database
+
+
+def apply_records(path: str) -> Any:
+    """MetaScheduleApplyDatabase with the records of `path` that match the module's kernels."""
+
+    @tvm.transform.module_pass(opt_level=0, name="xpuport.ApplyTuningRecords")  # type: ignore[untyped-decorator]
+    def apply(module: Any, _context: Any) -> Any:
+        from tvm import relax
+
+        with matching_records(Path(path), module):
+            return relax.transform.MetaScheduleApplyDatabase()(module)
+
+    return apply
