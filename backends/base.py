@@ -110,6 +110,11 @@ class TvmBackend(Backend):
     # Whether `pipeline` applies CompileOptions.tuning_db (then fused_kernels is defined).
     applies_tuning: ClassVar[bool] = False
 
+    def default_schedules(self) -> Any | None:
+        """The pass compile schedules kernels without tuning records with; tune measures it
+        against the records. None: TVM's own, not measured."""
+        return None
+
     def fused_kernels(self, module: Any, profile: HardwareProfile,
                       options: CompileOptions) -> Any:
         """The module as tuning sees it: library calls made, ops legalized and fused."""

@@ -13,7 +13,11 @@ import tvm
 from xpuport.backends import host_kernels
 from xpuport.backends.base import CompileOptions, Support, TvmBackend, built_target
 from xpuport.backends.cpu_fast_math import fast_math
-from xpuport.backends.cpu_schedules import cpu_pipeline_with_schedules, fusion_passes
+from xpuport.backends.cpu_schedules import (
+    cpu_pipeline_with_schedules,
+    default_schedules,
+    fusion_passes,
+)
 from xpuport.backends.tvm_import import lowering_support
 from xpuport.errors import DeviceUnavailableError
 from xpuport.hw_profiles import HardwareProfile
@@ -114,6 +118,9 @@ class CpuBackend(TvmBackend):
         if not options.schedules and not records:
             return None
         return cpu_pipeline_with_schedules(self.target(profile), records, options.schedules)
+
+    def default_schedules(self) -> Any | None:
+        return default_schedules()
 
     def fused_kernels(self, module: Any, profile: HardwareProfile,
                       options: CompileOptions) -> Any:

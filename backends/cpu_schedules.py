@@ -354,13 +354,17 @@ def _renamed_blocks(func: Any) -> Any:
     return sch.mod["main"]
 
 
+def default_schedules() -> Any:
+    """The pass that schedules every kernel not yet scheduled (by a tuning record)."""
+    return dlight.ApplyDefaultSchedule(Guarded(RowReduction()), Guarded(dlight.cpu.Reduction()),
+                                       Guarded(dlight.cpu.GEMV()), Injective(), ParallelOuter())
+
+
 def cpu_pipeline_with_schedules(target: Any, before_schedules: list[Any],
                                 schedules: bool = True) -> Any:
     """TVM's default CPU pipeline with `before_schedules` (applying tuning records) and the
     default schedules between fusion and lowering (kernels with records keep theirs)."""
-    rules = [Guarded(RowReduction()), Guarded(dlight.cpu.Reduction()),
-             Guarded(dlight.cpu.GEMV()), Injective(), ParallelOuter()]
-    scheduling = [dlight.ApplyDefaultSchedule(*rules)] if schedules else []
+    scheduling = [default_schedules()] if schedules else []
 
     @tvm.transform.module_pass(opt_level=0, name="xpuport.CpuPipeline")  # type: ignore[untyped-decorator]
     def pipeline(module: Any, _context: Any) -> Any:

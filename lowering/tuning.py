@@ -26,6 +26,7 @@ import tvm
 
 from xpuport.errors import TuningError
 from xpuport.hw_profiles import HardwareProfile
+from xpuport.lowering.tuning_baseline import BASELINES, measure_baselines, save_baselines
 
 META = "xpuport-tuning.json"
 # 2: kernels' blocks named b0, b1... (cpu_schedules.canonical_block_names). Records made
@@ -53,7 +54,7 @@ class TuningDatabase:
     def digest(self) -> str:
         """Changes whenever a record is added: part of every tuned artifact's identity."""
         digest = hashlib.sha256()
-        for name in (META, *RECORDS):
+        for name in (META, *RECORDS, BASELINES):
             file = self.path / name
             digest.update(file.read_bytes() if file.is_file() else b"")
         return digest.hexdigest()[:16]
@@ -242,12 +243,15 @@ def heaviest_first(tasks: list[Any]) -> list[Any]:
 
 
 def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
-                budget: float | None, on_progress: Callable[[int, str], None]) -> TuneResult:
+                budget: float | None, on_progress: Callable[[int, str], None],
+                schedules: Any | None = None) -> TuneResult:
     """MetaSchedule over every kernel of `module` (legalized and fused): one search, whose
     task scheduler shares `trials` among the kernels by their progress, stopped by `budget`
     seconds (tuning_search.py). A kernel MetaSchedule has no more candidates for (an
     elementwise or layout kernel gets one) retires early. The result counts the candidates
-    measured; `on_progress` hears after each batch."""
+    measured; `on_progress` hears after each batch. `schedules`, compile's default schedules,
+    is then measured on every kernel too, so compile applies only records that beat it
+    (tuning_baseline.py)."""
     from tvm.s_tir import meta_schedule as ms
 
     from xpuport.lowering.tuning_search import (
@@ -278,6 +282,9 @@ def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
                 database=database.meta_schedule(), builder=builder, runner=runner,
                 measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
                                    ReportProgress(on_progress)])
+        if schedules is not None:
+            save_baselines(database.path,
+                           measure_baselines(contexts, schedules, target, builder, runner))
     finally:
         builder.shutdown()
     seconds = time.monotonic() - started

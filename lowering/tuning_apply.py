@@ -11,6 +11,7 @@ in-memory database.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import tvm
 
 from xpuport.errors import TuningError, raised_in_pass
 from xpuport.lowering.tuning import RECORDS
+from xpuport.lowering.tuning_baseline import read_baselines
 
 
 def workload_hashes(module: Any) -> dict[str, Any]:
@@ -43,25 +45,32 @@ def _mean_seconds(record: list[Any]) -> float | None:
 
 
 def matching_records(path: Path, module: Any) -> Any:
-    """An in-memory database of the best record in `path` for each of `module`'s kernels;
+    """An in-memory database of the best record in `path` for each of `module`'s kernels,
+    where it beats the kernel's default schedules as measured by tune (tuning_baseline.py);
     refused, naming the line, when one no longer applies to its kernel. Only those records'
     traces are parsed (7 ms each here: 4.1 s for the 591 records of one model)."""
     from tvm.s_tir import meta_schedule as ms
 
     wanted = workload_hashes(module)
-    matched = {index: wanted[json.loads(line)[0]]
+    matched = {index: json.loads(line)[0]
                for index, line in enumerate((path / RECORDS[0]).read_text().splitlines())
                if line.strip() and json.loads(line)[0] in wanted}
-    best: dict[int, tuple[float, int, Any]] = {}  # workload -> (seconds, line, record)
+    baselines = read_baselines(path)  # a record must beat these where tune measured them
+    best: dict[int, tuple[float, int, Any]] = {  # workload -> (seconds, line, record)
+        index: (baselines.get(key, math.inf), 0, None) for index, key in matched.items()}
     for number, line in enumerate((path / RECORDS[1]).read_text().splitlines(), start=1):
-        index, record = json.loads(line) if line.strip() else (None, None)
+        if not line.strip():
+            continue
+        index, record = json.loads(line)
         seconds = _mean_seconds(record) if index in matched else None
-        if seconds is not None and (index not in best or seconds < best[index][0]):
+        if seconds is not None and seconds < best[index][0]:
             best[index] = (seconds, number, record)
     database = ms.database.MemoryDatabase()
     broken = []
     for index, (_, number, record) in sorted(best.items()):
-        workload = database.commit_workload(matched[index])
+        if record is None:
+            continue  # no record, or none faster than the default schedules
+        workload = database.commit_workload(wanted[matched[index]])
         try:
             database.commit_tuning_record(ms.database.TuningRecord.from_json(record, workload))
         except (ValueError, TypeError, RuntimeError):  # TVM's errors included

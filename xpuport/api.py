@@ -228,7 +228,7 @@ def tune(
     path = Path(database) if database is not None else default_database(resolved)
     records = create_database(path, resolved, target)
     return tune_module(module, target, records, trials, budget,
-                       on_progress or (lambda *_: None))
+                       on_progress or (lambda *_: None), backend_impl.default_schedules())
 
 
 def _library_calls(executables: Iterable[Any]) -> dict[str, int]:

@@ -14,6 +14,7 @@ from xpuport.backends.cpu import CpuBackend
 from xpuport.errors import TuningError
 from xpuport.hw_profiles import load_profile
 from xpuport.lowering.tuning import META, create_database, open_database
+from xpuport.lowering.tuning_baseline import BASELINES, read_baselines
 
 PROFILE = "generic/x86-64"
 
@@ -36,7 +37,15 @@ def tuned_db(add_relu, tmp_path_factory):
     # an elementwise kernel gets one candidate: the result says so, and the search ends there
     assert (result.tasks, result.trials, result.out_of_budget) == (1, 1, False)
     assert open_database(folder, load_profile(PROFILE), _target()).records() == 1
+    baselines = read_baselines(folder)  # the default schedules, measured by tune as well
+    assert len(baselines) == 1 and 0 < next(iter(baselines.values())) < 1
+    _set_baselines(folder, 1e6)  # as if far slower than the record, so that it applies
     return folder
+
+
+def _set_baselines(folder, seconds):
+    baselines = {key: seconds for key in read_baselines(folder)}
+    (folder / BASELINES).write_text(json.dumps(baselines))
 
 
 def _target():
@@ -134,4 +143,15 @@ def test_compile_reads_only_the_records_of_its_own_kernels(add_relu, tuned_db, t
     onnx.save(model, tmp_path / "add_sigmoid.onnx")
     artifact = xpuport.compile(tmp_path / "add_sigmoid.onnx", "cpu", PROFILE, tmp_path / "out",
                                tuning=broken)
+    assert artifact.manifest["tuning"]["tuned_kernels"] == []
+
+
+def test_a_record_slower_than_the_default_schedules_is_not_applied(add_relu, tuned_db, tmp_path):
+    copy = tmp_path / "db"
+    copy.mkdir()
+    for file in tuned_db.iterdir():
+        if file.is_file():
+            (copy / file.name).write_text(file.read_text())
+    _set_baselines(copy, 0.0)  # the default schedules measured faster than every record
+    artifact = xpuport.compile(add_relu, "cpu", PROFILE, tmp_path / "out", tuning=copy)
     assert artifact.manifest["tuning"]["tuned_kernels"] == []
