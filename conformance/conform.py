@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xpuport.backends.base import Backend
+from xpuport.backends.base import Backend, TvmBackend
 from xpuport.conformance.cases import Case, describe, spec_cases
 from xpuport.conformance.evaluate import Outcome
 from xpuport.conformance.expectations import Expectations, apply, load_expectations
@@ -25,9 +25,11 @@ from xpuport.conformance.results import (
     write_atomic,
 )
 from xpuport.conformance.runner import Runner, RunOptions
+from xpuport.errors import TuningError
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.hw_profiles.profile import KNOWN_DTYPES
 from xpuport.lowering.artifact import environment_versions
+from xpuport.lowering.tuning import open_database
 
 SUITES = ("ops", "onnx", "models")
 WORKER_LOG = "workers.log"  # what TVM and the backend print, kept out of the terminal
@@ -111,6 +113,7 @@ def run_info(backend: Backend, profile: HardwareProfile, request: ConformRequest
         "filters": {"ops": list(request.ops), "dtypes": list(request.dtypes)},
         "fallback": request.options.fallback,
         "library": request.options.library,
+        "tuning_db": request.options.tuning_db,
     }
 
 
@@ -137,10 +140,24 @@ class Recorder:
             self.on_result(result)
 
 
+def check_tuning_db(backend: Backend, profile: HardwareProfile, tuning_db: str | None) -> None:
+    """Refused before any case runs: a database the backend does not apply, none at the path,
+    or one made for another profile or TVM."""
+    if tuning_db is None:
+        return
+    if not (isinstance(backend, TvmBackend) and backend.applies_tuning):
+        raise TuningError(f"backend '{backend.name}' applies no tuning records",
+                          "drop --tuning-db, or conform a backend that tunes (cpu)")
+    if open_database(Path(tuning_db), profile, backend.target(profile)) is None:
+        raise TuningError(f"{tuning_db}: no tuning database there",
+                          "make one with `xpuport tune MODEL --db DIR`, or drop --tuning-db")
+
+
 def conform(request: ConformRequest, backend: Backend, profile: HardwareProfile,
             on_start: Callable[[int], None] | None = None,
             on_result: OnResult | None = None) -> list[CaseResult]:
     """Run the request's cases that are not done yet; returns every result of the folder."""
+    check_tuning_db(backend, profile, request.options.tuning_db)
     cases = suite_cases(request.suite, request.ops, request.dtypes)
     done = prepare_folder(request, run_info(backend, profile, request))
     todo = [case for case in cases if case.case_id not in done]

@@ -18,7 +18,7 @@ import tempfile
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,10 @@ class Engine(ABC):
 
 
 def engine_for(backend: Backend, profile: HardwareProfile, fallback: bool = False,
-               library: bool = True) -> Engine:
-    """`library`: the backend's library dispatch on (as compile does) or off (TVM only)."""
-    options = CompileOptions(library=library)
+               library: bool = True, tuning_db: str | None = None) -> Engine:
+    """`library`: the backend's library dispatch on (as compile does) or off (TVM only);
+    `tuning_db`: a tuning database whose records the builds apply."""
+    options = CompileOptions(library=library, tuning_db=tuning_db)
     if isinstance(backend, TvmBackend):
         if fallback:
             return FallbackEngine(backend, profile, options)
@@ -267,9 +268,11 @@ class FallbackEngine(Engine):
             path = self.scratch / f"case-{self.count}.onnx"
             path.write_bytes(case.model)
             try:
-                artifact = compile_model(path, self.backend.name, self.profile.name,
-                                         self.scratch / f"case-{self.count}", use_cache=False,
-                                         options=self.options, tuning=False)
+                artifact = compile_model(
+                    path, self.backend.name, self.profile.name,
+                    self.scratch / f"case-{self.count}", use_cache=False,
+                    options=replace(self.options, tuning_db=None),
+                    tuning=Path(self.options.tuning_db) if self.options.tuning_db else False)
             except Exception as exc:  # noqa: BLE001  # any failure is this case's error
                 prepared.errors[case.case_id] = error_text(exc)
                 continue

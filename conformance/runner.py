@@ -35,11 +35,12 @@ class RunOptions:
     batch_size: int = 32
     fallback: bool = False  # compile each case as `xpuport compile` would, host regions too
     library: bool = True  # the backend's library dispatch, as compile does by default
+    tuning_db: str | None = None  # a tuning database whose records compile applies
 
 
 def worker_main(conn: Connection, backend_name: str, profile_name: str,
                 log_path: str | None = None, fallback: bool = False,
-                library: bool = True) -> None:
+                library: bool = True, tuning_db: str | None = None) -> None:
     """A worker's loop: receive a batch, prepare it, run its cases, until told to stop."""
     if log_path is not None:  # TVM's and the kernels' own chatter goes to the run's log
         log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -51,7 +52,8 @@ def worker_main(conn: Connection, backend_name: str, profile_name: str,
     from xpuport.conformance.evaluate import evaluate
 
     backend = get_backend(backend_name)
-    engine = engine_for(backend, resolve_profile(backend, profile_name), fallback, library)
+    engine = engine_for(backend, resolve_profile(backend, profile_name), fallback, library,
+                        tuning_db)
     while True:
         try:
             batch: list[Case] | None = conn.recv()
@@ -131,7 +133,7 @@ class Runner:
         process = self.context.Process(target=worker_main, daemon=True,
                                        args=(child, self.backend, self.profile,
                                              self.log_path, self.options.fallback,
-                                             self.options.library))
+                                             self.options.library, self.options.tuning_db))
         process.start()
         child.close()
         return _Worker(process, parent)

@@ -265,10 +265,12 @@ def conform(
     resume: bool = False,
     fallback: bool = False,
     library: bool = True,
+    tuning_db: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run a conformance suite on a backend into `out`; returns report.json's content.
 
-    `fallback` compiles each case as `compile` does, declined nodes on the host."""
+    `fallback` compiles each case as `compile` does, declined nodes on the host; `tuning_db`
+    applies that tuning database's records to every build."""
     from xpuport.conformance.conform import ConformRequest
     from xpuport.conformance.conform import conform as run_conformance
     from xpuport.conformance.report import summarize, write_documents
@@ -279,8 +281,8 @@ def conform(
     resolved = resolve_profile(impl, profile)
     folder = Path(out)
     request = ConformRequest(impl.name, folder, resolved.name, suite, tuple(ops), tuple(dtypes),
-                             resume, RunOptions(jobs=jobs, fallback=fallback,
-                                                     library=library))
+                             resume, RunOptions(jobs=jobs, fallback=fallback, library=library,
+                                                tuning_db=str(tuning_db) if tuning_db else None))
     results = run_conformance(request, impl, resolved)
     summary = summarize(read_run(folder), results)
     write_documents(folder, summary, results)

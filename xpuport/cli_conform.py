@@ -57,6 +57,9 @@ def conform_command(
         help="Compile each case as `xpuport compile` does: declined nodes on the host.")] = False,
     library: Annotated[bool, typer.Option(
         help="The backend's library dispatch (MatMul/Conv to BLAS, oneDNN, cuBLAS).")] = True,
+    tuning_db: Annotated[Path | None, typer.Option(
+        help="Apply this tuning database's records to every build (made by `xpuport tune`).")
+    ] = None,
     expectations: Annotated[
         list[Path] | None, typer.Option(help="Extra expectations TOML (repeatable).")
     ] = None,
@@ -74,7 +77,8 @@ def conform_command(
     folder = output or Path("out") / "conform" / f"{backend}-{suite}-{stamp}"
     request = ConformRequest(backend, folder, resolved.name, suite, _split(ops), _split(dtypes),
                              resume, RunOptions(jobs=jobs, timeout=timeout, fallback=fallback,
-                                        library=library),
+                                                library=library,
+                                                tuning_db=str(tuning_db) if tuning_db else None),
                              tuple(expectations or ()))
     results = _run_with_progress(request, impl, resolved, show=not as_json)
     summary = summarize(read_run(folder), results)

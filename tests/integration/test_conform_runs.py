@@ -239,3 +239,41 @@ def test_matmul_and_conv_pass_with_and_without_library_dispatch(tmp_path, librar
     assert summary["failures"] == []
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["library"] is library
+
+
+@pytest.fixture(scope="module")
+def softmax_records(tmp_path_factory):
+    """A tuning database made from the suite's first float32 Softmax case, its records
+    marked faster than the default schedules so that every build applies them."""
+    from xpuport.lowering.tuning_baseline import BASELINES, read_baselines
+
+    folder = tmp_path_factory.mktemp("tuned")
+    case = next(iter(suite_cases("ops", ("Softmax",), ("float32",))))
+    (folder / "softmax.onnx").write_bytes(case.model)
+    xpuport.tune(folder / "softmax.onnx", "cpu", trials=2, database=folder / "db")
+    baselines = {key: 1e6 for key in read_baselines(folder / "db")}
+    (folder / "db" / BASELINES).write_text(json.dumps(baselines))
+    return case, folder / "db"
+
+
+def test_conform_applies_a_tuning_database_and_stays_within_tolerance(softmax_records,
+                                                                      tmp_path):
+    from xpuport.conformance.engines import engine_for
+    from xpuport.lowering.tuning import collecting_tuned_kernels
+
+    case, database = softmax_records
+    backend = registry.get_backend("cpu")
+    engine = engine_for(backend, resolve_profile(backend, None), tuning_db=str(database))
+    with collecting_tuned_kernels() as tuned:
+        engine.prepare([case])
+    assert tuned  # the batched build applied the records
+    summary = xpuport.conform("cpu", tmp_path / "run", ops=["Softmax"], dtypes=["float32"],
+                              tuning_db=database)
+    assert summary["counts"]["pass"] >= 1 and summary["failures"] == []
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["tuning_db"] == str(database)
+
+
+def test_conform_refuses_a_folder_without_a_tuning_database(tmp_path):
+    with pytest.raises(xpuport.errors.TuningError, match="no tuning database there"):
+        xpuport.conform("cpu", tmp_path / "run", ops=["Softmax"], tuning_db=tmp_path)
+    assert not (tmp_path / "run").exists()
