@@ -334,14 +334,16 @@ def canonical_block_names(module: Any, _context: Any) -> Any:
     such models stored one model's kernel with the other's records, which no longer loaded."""
     renamed = module.clone()  # a pass must not change the module it was given
     for gv, func in module.functions.items():
-        if isinstance(func, tvm.tirx.PrimFunc):
+        if isinstance(func, tvm.tirx.PrimFunc) and isinstance(func.body, s_tir.SBlockRealize):
             renamed.update_func(gv, _renamed_blocks(func))
     return renamed
 
 
 def _renamed_blocks(func: Any) -> Any:
     sch = s_tir.Schedule(func)
-    pending = list(sch.get_child_blocks(sch.get_sblock("root")))
+    # The root keeps its name: "root", or the op's for kernels topi writes as loops in one
+    # opaque block (CumSum's "cumsum_generic", TopK, ScatterElements).
+    pending = list(sch.get_child_blocks(sch.get_sblock(func.body.block.name_hint)))
     count = 0
     while pending:
         block = pending.pop(0)
