@@ -282,11 +282,11 @@ def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
                 database=database.meta_schedule(), builder=builder, runner=runner,
                 measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
                                    ReportProgress(on_progress)])
+        searched = time.monotonic()
         if schedules is not None:
             save_baselines(database.path,
                            measure_baselines(contexts, schedules, target, builder, runner))
     finally:
         builder.shutdown()
-    seconds = time.monotonic() - started
-    return TuneResult(database.path, len(extracted), database.records() - before, seconds,
-                      deadline is not None and started + seconds >= deadline)
+    return TuneResult(database.path, len(extracted), database.records() - before,
+                      time.monotonic() - started, deadline is not None and searched >= deadline)
