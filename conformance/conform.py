@@ -29,7 +29,7 @@ from xpuport.errors import TuningError
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.hw_profiles.profile import KNOWN_DTYPES
 from xpuport.lowering.artifact import environment_versions
-from xpuport.lowering.tuning import open_database
+from xpuport.lowering.tuning import named_database
 
 SUITES = ("ops", "onnx", "models")
 WORKER_LOG = "workers.log"  # what TVM and the backend print, kept out of the terminal
@@ -148,9 +148,7 @@ def check_tuning_db(backend: Backend, profile: HardwareProfile, tuning_db: str |
     if not (isinstance(backend, TvmBackend) and backend.applies_tuning):
         raise TuningError(f"backend '{backend.name}' applies no tuning records",
                           "drop --tuning-db, or conform a backend that tunes (cpu)")
-    if open_database(Path(tuning_db), profile, backend.target(profile)) is None:
-        raise TuningError(f"{tuning_db}: no tuning database there",
-                          "make one with `xpuport tune MODEL --db DIR`, or drop --tuning-db")
+    named_database(Path(tuning_db), profile, backend.target(profile))
 
 
 def conform(request: ConformRequest, backend: Backend, profile: HardwareProfile,

@@ -79,14 +79,19 @@ def load_records(path: Path) -> Any:
     try:
         return ms.database.JSONDatabase(work_dir=str(path))
     except Exception as exc:  # TVM raises RuntimeError and its own types: all mean unreadable
-        lines = unreplayable_records(path)
-        file = path / RECORDS[1]
-        what = (f"records on lines {', '.join(map(str, lines))} do not apply to their kernel"
-                if lines else f"MetaSchedule cannot read it ({str(exc).strip()[:200]})")
-        raise TuningError(
-            f"{file}: {what}",
-            "delete those lines (or the whole folder and retune); `compile --no-tuning` "
-            "builds without records meanwhile") from exc
+        raise unreadable_records(path, unreplayable_records(path),
+                                 f"MetaSchedule cannot read it ({str(exc).strip()[:200]})"
+                                 ) from exc
+
+
+def unreadable_records(path: Path, lines: list[int], otherwise: str = "") -> TuningError:
+    """The error for records of `path` that do not apply to their kernel, by line (or,
+    with no line found, `otherwise`)."""
+    what = (f"records on lines {', '.join(map(str, lines))} do not apply to their kernel"
+            if lines else otherwise)
+    return TuningError(f"{path / RECORDS[1]}: {what}",
+                       "delete those lines (or the whole folder and retune); "
+                       "`compile --no-tuning` builds without records meanwhile")
 
 
 def unreplayable_records(path: Path) -> list[int]:
@@ -133,6 +138,15 @@ def open_database(path: Path, profile: HardwareProfile, target: Any) -> TuningDa
             f"this compile is for {expected[0]} (target {expected[1]}, TVM {expected[2]})",
             f"retune: `xpuport tune MODEL --profile {profile.name} --db NEW_DIR`, or pass "
             "--no-tuning to compile without records")
+    return database
+
+
+def named_database(path: Path, profile: HardwareProfile, target: Any) -> TuningDatabase:
+    """The database a user named (--tuning-db): refused when none is there."""
+    database = open_database(path, profile, target)
+    if database is None:
+        raise TuningError(f"{path}: no tuning database there",
+                          "make one with `xpuport tune MODEL --db DIR`, or drop --tuning-db")
     return database
 
 

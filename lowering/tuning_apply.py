@@ -17,8 +17,8 @@ from typing import Any
 
 import tvm
 
-from xpuport.errors import TuningError, raised_in_pass
-from xpuport.lowering.tuning import RECORDS
+from xpuport.errors import raised_in_pass
+from xpuport.lowering.tuning import RECORDS, unreadable_records
 from xpuport.lowering.tuning_baseline import read_baselines
 
 
@@ -52,9 +52,9 @@ def matching_records(path: Path, module: Any) -> Any:
     from tvm.s_tir import meta_schedule as ms
 
     wanted = workload_hashes(module)
-    matched = {index: json.loads(line)[0]
-               for index, line in enumerate((path / RECORDS[0]).read_text().splitlines())
-               if line.strip() and json.loads(line)[0] in wanted}
+    keys = [json.loads(line)[0] if line.strip() else None
+            for line in (path / RECORDS[0]).read_text().splitlines()]
+    matched = {index: key for index, key in enumerate(keys) if key in wanted}
     baselines = read_baselines(path)  # a record must beat these where tune measured them
     best: dict[int, tuple[float, int, Any]] = {  # workload -> (seconds, line, record)
         index: (baselines.get(key, math.inf), 0, None) for index, key in matched.items()}
@@ -76,11 +76,7 @@ def matching_records(path: Path, module: Any) -> Any:
         except (ValueError, TypeError, RuntimeError):  # TVM's errors included
             broken.append(number)
     if broken:
-        raise raised_in_pass(TuningError(
-            f"{path / RECORDS[1]}: records on lines {', '.join(map(str, broken))} do not apply "
-            "to their kernel",
-            "delete those lines (or the whole folder and retune); `compile --no-tuning` "
-            "builds without records meanwhile"))
+        raise raised_in_pass(unreadable_records(path, broken))
     return database
 
 

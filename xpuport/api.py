@@ -39,6 +39,7 @@ from xpuport.lowering.tuning import (
     collecting_tuned_kernels,
     create_database,
     default_database,
+    named_database,
     open_database,
     tune_module,
 )
@@ -191,12 +192,9 @@ def _tuning_database(backend: TvmBackend, profile: HardwareProfile,
                      tuning: str | Path | bool) -> TuningDatabase | None:
     if tuning is False or not backend.applies_tuning:
         return None
-    path = default_database(profile) if tuning is True else Path(tuning)
-    database = open_database(path, profile, backend.target(profile))
-    if database is None and tuning is not True:
-        raise TuningError(f"{path}: no tuning database there",
-                          "make one with `xpuport tune MODEL --db DIR`, or drop --tuning-db")
-    return database
+    if tuning is True:  # the profile's own database, where there is one
+        return open_database(default_database(profile), profile, backend.target(profile))
+    return named_database(Path(tuning), profile, backend.target(profile))
 
 
 def tune(
