@@ -161,6 +161,20 @@ def test_a_transpose_is_copied_in_tiles_read_along_the_input(tmp_path):
     np.testing.assert_array_equal(y["y"], x.transpose(1, 2, 0))
 
 
+def test_a_run_too_short_to_vectorize_stays_a_loop_inside_the_parallel_one(tmp_path):
+    """An image's NCHW -> NHWC copy writes runs of 3 channels: fused into the parallel loop,
+    every element would compute its indices by division and modulo (6x slower here)."""
+    path = _graph(tmp_path / "t.onnx", [helper.make_node("Transpose", ["x"], ["y"],
+                                                         perm=[0, 2, 3, 1])],
+                  [("x", [1, 3, 96, 96])], [1, 96, 96, 3])
+    text = _scheduled(path, Injective())
+
+    assert "T.parallel(T.int64(9216))" in text and "in range(T.int64(3))" in text
+    x = np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32)
+    y = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False).run({"x": x})
+    np.testing.assert_array_equal(y["y"], x.transpose(0, 2, 3, 1))
+
+
 def test_kernels_name_their_blocks_alike_whatever_the_model_names_its_values(tmp_path):
     """Tuning records find blocks by name, and a layer norm's blocks were named after its
     input: one model's records stored against another's kernel broke a shared database."""
