@@ -21,6 +21,7 @@ from xpuport.backends.cpu_schedules import (
 from xpuport.backends.tvm_import import lowering_support
 from xpuport.errors import DeviceUnavailableError
 from xpuport.hw_profiles import HardwareProfile
+from xpuport.lowering.channels_last import channels_last_pass
 from xpuport.lowering.column_blocks import column_blocks_pass
 from xpuport.lowering.conv_epilogue import EPILOGUE_OP, conv_epilogue_pass
 from xpuport.lowering.library import dispatch_pass, has_op, largest_matmul_macs
@@ -68,7 +69,8 @@ _FUSIONS = {EPILOGUE_OP: conv_epilogue_pass, LINEAR_OP: linear_pass}
 
 def host_dispatch(large_gemms_on_onednn: bool) -> Any:
     """A module pass sending conv and GEMM epilogues, then the other heavy ops, to the host's
-    libraries (the GEMMs' chosen for the module: host_kernels.host_libraries). Large GEMMs
+    libraries (the GEMMs' chosen for the module: host_kernels.host_libraries), with the
+    convolutions first moved to NHWC where the conv library takes that. Large GEMMs
     go to oneDNN only where `large_gemms_on_onednn` (see onednn_gemms_pay)."""
 
     @tvm.transform.module_pass(opt_level=0, name="xpuport.HostDispatch")  # type: ignore[untyped-decorator]
@@ -77,8 +79,9 @@ def host_dispatch(large_gemms_on_onednn: bool) -> Any:
             large_gemms_on_onednn
             and largest_matmul_macs(module) >= host_kernels.ONEDNN_GEMM_MACS)
         libraries = host_kernels.host_libraries(torch_gemms)
+        layout = [channels_last_pass()] if any(lib.layout == "NHWC" for lib in libraries) else []
         fusions = [_FUSIONS[lib.op](lib) for lib in libraries if lib.op in _FUSIONS]
-        return tvm.transform.Sequential([*fusions, dispatch_pass(libraries)])(module)
+        return tvm.transform.Sequential([*layout, *fusions, dispatch_pass(libraries)])(module)
 
     return dispatch
 

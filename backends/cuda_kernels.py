@@ -14,7 +14,8 @@ from typing import Any
 
 import tvm_ffi
 
-from xpuport.backends.host_kernels import torch_conv2d, torch_matmul_into
+from xpuport.backends.host_conv import torch_conv2d
+from xpuport.backends.host_kernels import torch_matmul_into
 from xpuport.lowering.library import Library
 
 _FLOATS = frozenset({"float32", "float16", "bfloat16"})

@@ -2,9 +2,10 @@
 
 numpy is always present, so matmul always has a library. When torch is installed, GEMMs with
 a constant weight become oneDNN linear layers and conv2d goes to oneDNN's direct
-convolutions, each with its bias, residual add and activation fused; the other large GEMMs
-go to torch too, to keep one thread pool. Without torch, conv2d goes to numpy's BLAS through
-im2col. Every kernel reads TVM's tensors in place through DLPack, uncopied.
+convolutions in NHWC (backends/host_conv.py), each with its bias, residual add and
+activation fused; the other large GEMMs go to torch too, to keep one thread pool. Without
+torch, conv2d goes to numpy's BLAS through im2col. Every kernel reads TVM's tensors in place
+through DLPack, uncopied.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tvm
 import tvm_ffi
 from numpy.lib.stride_tricks import sliding_window_view
 
+from xpuport.backends import host_conv
 from xpuport.lowering.library import Library
 
 _FLOATS = frozenset({"float32", "float64"})
@@ -62,9 +64,10 @@ def host_libraries(torch_gemms: bool = False) -> list[Library]:
         Library("cpu", "torch", "layer_norm", _FLOAT32, allocates=True),
         Library("cpu", "torch", "softmax", _FLOAT32, allocates=True),
     ]
-    return [*(torch_kernels if torch_gemms else []), *numpy,
-            Library("cpu", "torch", "conv2d", _FLOAT32, allocates=True),
-            Library("cpu", "torch", "conv2d_epilogue", _FLOAT32, allocates=True)]
+    # NHWC where lowering/channels_last.py could move the model's convolutions there.
+    convolutions = [Library("cpu", "torch", op, _FLOAT32, allocates=True, layout=layout)
+                    for layout in ("NHWC", "NCHW") for op in ("conv2d", "conv2d_epilogue")]
+    return [*(torch_kernels if torch_gemms else []), *numpy, *convolutions]
 
 
 @cache
@@ -77,16 +80,21 @@ def register() -> None:
         tvm_ffi.register_global_func("xpuport.cpu.torch.matmul", torch_matmul_into, override=True)
         tvm_ffi.register_global_func("xpuport.cpu.torch.batch_matmul", torch_matmul_into,
                                      override=True)
-        tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d", torch_conv2d, override=True)
+        tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d_nhwc", host_conv.conv2d_nhwc,
+                                     override=True)
+        tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d", host_conv.torch_conv2d,
+                                     override=True)
         tvm_ffi.register_global_func("xpuport.cpu.torch.layer_norm", torch_layer_norm,
                                      override=True)
         tvm_ffi.register_global_func("xpuport.cpu.torch.softmax", torch_softmax, override=True)
-        tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d_epilogue", torch_conv2d_epilogue,
-                                     override=True)
         import torch
 
         if torch.backends.mkldnn.is_available():  # else an artifact using it names it missing
             tvm_ffi.register_global_func("xpuport.cpu.torch.linear", torch_linear, override=True)
+            tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d_epilogue_nhwc",
+                                         host_conv.conv2d_epilogue_nhwc, override=True)
+            tvm_ffi.register_global_func("xpuport.cpu.torch.conv2d_epilogue",
+                                         host_conv.conv2d_epilogue, override=True)
 
 
 def _numpy_matmul(a: Any, b: Any, out: Any) -> None:
@@ -163,38 +171,3 @@ def _numpy_conv2d(x: Any, w: Any, *attributes_out: Any) -> None:
         result[:, g * out_group : (g + 1) * out_group] = np.tensordot(
             columns, kernel, axes=([1, 4, 5], [1, 2, 3])
         ).transpose(0, 3, 1, 2)
-
-
-def torch_conv2d(x: Any, w: Any, *attributes: int) -> Any:
-    """torch's conv2d on whatever device the tensors are on (oneDNN, cuDNN, MIOpen); its
-    result goes back to TVM through DLPack, uncopied (torch allocates 64-byte aligned)."""
-    return tvm.runtime.from_dlpack(_torch_conv(x, w, None, attributes).contiguous())
-
-
-def torch_conv2d_epilogue(x: Any, w: Any, b: Any, *rest: Any) -> Any:
-    """conv2d with its bias, then (optionally) a residual added and ReLU, in place on
-    torch's output (see lowering/conv_epilogue.py). `rest`: [residual], the 9 conv
-    attributes, relu (0/1)."""
-    import torch
-
-    residual, attributes, relu = rest[:-10], rest[-10:-1], rest[-1]
-    result = _torch_conv(x, w, torch.from_dlpack(b), attributes)  # computed without grad
-    if residual:
-        result.add_(torch.from_dlpack(residual[0]))
-    if relu:
-        result.relu_()
-    return tvm.runtime.from_dlpack(result.contiguous())
-
-
-def _torch_conv(x: Any, w: Any, bias: Any, attributes: Any) -> Any:
-    import torch
-    import torch.nn.functional as F  # torch's own convention
-
-    sh, sw, top, left, bottom, right, dh, dw, groups = attributes
-    data = torch.from_dlpack(x)
-    if (top, left) != (bottom, right):  # torch pads symmetrically: pad the rest explicitly
-        data = F.pad(data, (left, right, top, bottom))
-        top = left = 0
-    with torch.no_grad():
-        return F.conv2d(data, torch.from_dlpack(w), bias, (sh, sw), (top, left), (dh, dw),
-                        groups)

@@ -23,7 +23,7 @@ from xpuport.lowering.epilogue import (
     int_flag,
     same_type,
 )
-from xpuport.lowering.library import Library, conv2d_attributes, eligible
+from xpuport.lowering.library import Library, channels_axis, conv2d_attributes, eligible
 
 EPILOGUE_OP = "conv2d_epilogue"
 
@@ -48,9 +48,9 @@ def _fused_call(call: Any, matched: dict[Any, Any], library: Library, uses: Uses
     conv = matched[_CONV]
     if not eligible(conv, library) or not same_type(call.ty, conv.ty):
         return None
-    channels = int(conv.ty.shape[1])
-    bias = _bias(matched[_BIASED].args[1], channels) if _BIASED in matched else \
-        np.zeros(channels, dtype="float32")
+    channels = int(conv.ty.shape[channels_axis(library.layout)])
+    bias = _bias(matched[_BIASED].args[1], channels, library.layout) \
+        if _BIASED in matched else np.zeros(channels, dtype="float32")
     if bias is None:
         return None
     args = epilogue_operands(call, matched, uses, (_CONV, _BIASED, _RESIDUAL), conv.args, bias)
@@ -61,10 +61,15 @@ def _fused_call(call: Any, matched: dict[Any, Any], library: Library, uses: Uses
     return relax.op.call_pure_packed(library.function, *args, *flags, ty_args=call.ty)
 
 
-def _bias(constant: Any, channels: int) -> np.ndarray | None:
-    """A per-output-channel bias, (1, C, 1, 1) or (C, 1, 1), as a (C,) array (a (C,) one
-    would broadcast along the width, not the channels)."""
+# The shapes of a per-output-channel bias in each layout: in NCHW a (C,) one would broadcast
+# along the width, not the channels.
+_BIAS_SHAPES = {"NCHW": ((1, -1, 1, 1), (-1, 1, 1)), "NHWC": ((1, 1, 1, -1), (-1,))}
+
+
+def _bias(constant: Any, channels: int, layout: str) -> np.ndarray | None:
+    """A per-output-channel bias as a (C,) array, or None if `constant` is not one."""
     values = constant.value.numpy()
-    if values.shape not in ((1, channels, 1, 1), (channels, 1, 1)):
+    shapes = [tuple(channels if d == -1 else d for d in s) for s in _BIAS_SHAPES[layout]]
+    if values.shape not in shapes:
         return None
     return np.ascontiguousarray(values.reshape(channels))

@@ -38,10 +38,14 @@ class Library:
     allocates: bool = False
     # GEMMs of fewer multiply-adds go to the next library for the op (see eligible).
     min_macs: int = 0
+    # conv2d's activation layout: NCHW (weights OIHW) or NHWC (weights OHWI); see
+    # lowering/channels_last.py for what moves a model's convolutions to NHWC.
+    layout: str = "NCHW"
 
     @property
     def function(self) -> str:
-        return f"{PREFIX}{self.device}.{self.name}.{self.op}"
+        suffix = "" if self.layout == "NCHW" else f"_{self.layout.lower()}"
+        return f"{PREFIX}{self.device}.{self.name}.{self.op}{suffix}"
 
     @property
     def abi(self) -> str:
@@ -53,6 +57,8 @@ class Library:
 
 _MATMUL = "relax.matmul"
 _CONV2D = "relax.nn.conv2d"
+# (data, kernel, output) layouts of a conv2d a library of each layout takes.
+_CONV_LAYOUTS = {"NCHW": ("NCHW", "OIHW", "NCHW"), "NHWC": ("NHWC", "OHWI", "NHWC")}
 _NORMALIZATIONS = {"relax.nn.layer_norm": "layer_norm", "relax.nn.softmax": "softmax"}
 
 
@@ -116,8 +122,8 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]  # TVM's mutator base is u
 
 
 def eligible(call: Any, library: Library) -> bool:
-    """Static shapes and the library's dtypes; matmul on matrices, conv2d in NCHW/OIHW,
-    normalizations over the last axis."""
+    """Static shapes and the library's dtypes; matmul on matrices, conv2d in the library's
+    layout, normalizations over the last axis."""
     types = [arg.ty for arg in call.args] + [call.ty]
     if not all(isinstance(t, relax.TensorType) and static_shape(t) for t in types):
         return False
@@ -129,7 +135,12 @@ def eligible(call: Any, library: Library) -> bool:
         return _over_last_axis(call)
     attrs = call.attrs
     layouts = (attrs.data_layout, attrs.kernel_layout, attrs.out_layout or attrs.data_layout)
-    return layouts == ("NCHW", "OIHW", "NCHW") and not attrs.out_dtype
+    return layouts == _CONV_LAYOUTS[library.layout] and not attrs.out_dtype
+
+
+def channels_axis(layout: str) -> int:
+    """Where a conv2d's activations keep their channels in `layout` (NCHW or NHWC)."""
+    return layout.index("C")
 
 
 def _over_last_axis(call: Any) -> bool:
