@@ -14,7 +14,7 @@ import numpy as np
 
 import xpuport
 from xpuport.backends.base import CompileOptions
-from xpuport.benchmarks.harness import Timing, measure, ratio
+from xpuport.benchmarks.harness import BLOCKS, MIN_BLOCK_S, Timing, measure, ratio
 from xpuport.benchmarks.peers import peer_device, peer_runner
 from xpuport.ir.inspect import TensorSpec
 from xpuport.lowering.artifact import Artifact
@@ -108,8 +108,9 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     peers = meta["peers"]
     head = ["model", "batch", "precision", "xpuport ms", *[f"{p} ms" for p in peers],
             *[f"÷ {p}" for p in peers], "compile s"]
-    lines = [f"Backend `{meta['backend']}` on {meta['machine']}; medians of {meta['repeat']} "
-             f"runs after {meta['warmup']} warm-up; ÷ is xpuport ÷ peer (below 1: faster).", "",
+    lines = [f"Backend `{meta['backend']}` on {meta['machine']}; medians of at least "
+             f"{meta['repeat']} runs (each engine's {BLOCKS} blocks at least {MIN_BLOCK_S} s) "
+             f"after {meta['warmup']} warm-up; ÷ is xpuport ÷ peer (below 1: faster).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["model"], str(row["batch"]), row["precision"],

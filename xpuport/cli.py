@@ -443,7 +443,9 @@ def bench(
     batches: Annotated[str, typer.Option(help="With --suite: batch sizes, e.g. 1,32.")] = "",
     precision: Annotated[str, typer.Option(help="With --suite: float32 or float16.")] = "float32",
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs per engine.")] = 3,
-    repeat: Annotated[int, typer.Option(min=1, help="Timed runs per engine.")] = 20,
+    repeat: Annotated[int, typer.Option(
+        min=1, help="Timed runs per engine, at least: more for a fast model, so that each "
+        "of its 5 blocks lasts 0.2 s.")] = 20,
     as_json: JsonFlag = False,
 ) -> None:
     """Median latency of xpuport and peers in one run; ratio xpuport ÷ peer (<1: faster)."""
