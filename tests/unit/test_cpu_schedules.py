@@ -17,6 +17,7 @@ from xpuport.backends.cpu_fast_math import fast_math
 from xpuport.backends.cpu_schedules import (
     PARALLEL_MIN_ELEMENTS,
     TRANSPOSE_TILE,
+    ColumnReduction,
     Guarded,
     Injective,
     RowReduction,
@@ -135,6 +136,30 @@ def test_a_layer_norm_sums_each_row_into_vector_partials(tmp_path):
     y = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False).run({"x": x})
     expected = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(y["y"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_mean_over_rows_sums_whole_rows_of_the_kept_axis_as_vectors(tmp_path):
+    """NHWC's global pooling: the channels, contiguous, are the vector; H and W the loops."""
+    path = _graph(tmp_path / "m.onnx",
+                  [helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1)],
+                  [("x", [4, 12, 12, 32])], [4, 1, 1, 32],
+                  [helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])])
+    text = _scheduled(path, ColumnReduction())
+    lines = text.splitlines()
+    vector = next(k for k, line in enumerate(lines) if "T.vectorized" in line)
+
+    assert "T.parallel(T.int64(4))" in text
+    assert "T.grid(T.int64(12), T.int64(12)" in lines[vector - 1]  # the sums outside the vector
+    x = np.random.default_rng(0).standard_normal((4, 12, 12, 32)).astype(np.float32)
+    y = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False).run({"x": x})
+    np.testing.assert_allclose(y["y"], x.mean(axis=(1, 2), keepdims=True), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_a_row_reduction_is_left_to_the_row_rule(tmp_path):
+    path = _graph(tmp_path / "s.onnx", [helper.make_node("Softmax", ["x"], ["y"], axis=-1)],
+                  [("x", [64, 256])], [64, 256])
+    assert "T.vectorized" not in _scheduled(path, ColumnReduction())
 
 
 def test_an_argmax_keeps_its_serial_first_index_reduction(tmp_path):
