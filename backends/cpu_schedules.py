@@ -284,13 +284,15 @@ class ColumnReduction(dlight.ScheduleRule):  # type: ignore[misc]  # dlight is u
             return None
         loops = sch.get_loops(block.block_rv)
         iters = _one_iterator_per_loop(sch, block, loops)
-        kinds = [it.iter_type for it in sch.get(block.block_rv).iter_vars]
-        if iters is None or not _reads_along_last_kept_axis(sch, block, iters, kinds):
+        if iters is None:
             return None
-        kept = [loop for loop, kind in zip(loops, kinds, strict=True)
-                if kind == tvm.tirx.IterVar.DataPar]
-        summed = [loop for loop, kind in zip(loops, kinds, strict=True)
-                  if kind == tvm.tirx.IterVar.CommReduce]
+        kinds = [it.iter_type for it in sch.get(block.block_rv).iter_vars]
+        kept = [k for k, kind in enumerate(kinds) if kind == tvm.tirx.IterVar.DataPar]
+        summed = [k for k, kind in enumerate(kinds) if kind == tvm.tirx.IterVar.CommReduce]
+        if not kept or not summed or len(kept) + len(summed) != len(kinds) \
+                or not _reads_along(sch.get(block.block_rv).reads, iters[kept[-1]]):
+            return None
+        kept, summed = [loops[k] for k in kept], [loops[k] for k in summed]
         sch.reorder(*kept[:-1], *summed, kept[-1])
         if len(blocks) == 2 and len(kept) > 1:
             sch.reverse_compute_at(blocks[1].block_rv, kept[-2])
@@ -301,15 +303,8 @@ class ColumnReduction(dlight.ScheduleRule):  # type: ignore[misc]  # dlight is u
         return sch
 
 
-def _reads_along_last_kept_axis(sch: Any, block: Any, iters: list[Any], kinds: list[Any]) -> bool:
-    """A reduction whose every read indexes its last dimension by the last kept (spatial)
-    iterator, and no other dimension by it."""
-    spatial = [k for k, kind in enumerate(kinds) if kind == tvm.tirx.IterVar.DataPar]
-    summed = [k for k, kind in enumerate(kinds) if kind == tvm.tirx.IterVar.CommReduce]
-    if not spatial or not summed or len(spatial) + len(summed) != len(kinds):
-        return False
-    inner = iters[spatial[-1]]
-    reads = sch.get(block.block_rv).reads
+def _reads_along(reads: Any, inner: Any) -> bool:
+    """Whether every read indexes its last dimension by `inner`, and no other by it."""
     return bool(reads) and all(
         len(r.region) > 0 and r.region[-1].min.same_as(inner)
         and not any(_uses(d.min, inner) for d in r.region[:-1]) for r in reads)

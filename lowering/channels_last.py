@@ -20,7 +20,8 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from xpuport.lowering.library import has_op, rewrite_relax_functions
+from xpuport.lowering.column_blocks import LAYOUT_OPS
+from xpuport.lowering.library import has_op, op_calls, rewrite_relax_functions
 
 
 def channels_last_pass() -> Any:
@@ -57,20 +58,15 @@ def _legalizes_as_well(converted: Any, original: Any) -> bool:
 def _unlegalized(module: Any) -> set[str]:
     """The operators LegalizeOps leaves in `module`'s Relax functions."""
     legalized = relax.transform.LegalizeOps()(module)
-    names: set[str] = set()
-
-    def visit(expr: Any) -> None:
-        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
-            names.add(expr.op.name)
-
-    for function in legalized.functions.values():
-        if isinstance(function, relax.Function):
-            relax.analysis.post_order_visit(function, visit)
-    return names - _RUNTIME_OPS
+    return {call.op.name for call in op_calls(legalized)} - _RUNTIME_OPS
 
 
 # Operators the VM runs as they are, never legalized.
 _RUNTIME_OPS = frozenset({"relax.call_tir", "relax.call_dps_packed", "relax.call_pure_packed"})
+
+
+# What ConvertLayout applies to constants (weights, biases).
+_FOLDED = frozenset({"relax.permute_dims", "relax.reshape"})
 
 
 @mutator
@@ -80,18 +76,14 @@ class _ConstantLayouts(PyExprMutator):  # type: ignore[misc]  # TVM's mutator ba
     def visit_call_(self, call: Any) -> Any:
         call = super().visit_call_(call)
         name = call.op.name if isinstance(call.op, tvm.ir.Op) else ""
-        if name not in ("relax.permute_dims", "relax.reshape"):
+        if name not in _FOLDED:
             return call
         source = call.args[0]
         if isinstance(source, relax.Var):
             source = self.lookup_binding(source)
         if not isinstance(source, tvm.ir.expr.Constant):
             return call
-        values = source.value.numpy()
-        if name == "relax.permute_dims":
-            axes = None if call.attrs.axes is None else [int(a) for a in call.attrs.axes]
-            return relax.const(np.ascontiguousarray(np.transpose(values, axes)))
-        return relax.const(values.reshape([int(d) for d in call.ty.shape.values]))
+        return relax.const(np.ascontiguousarray(LAYOUT_OPS[name](source.value.numpy(), call)))
 
     def visit_var_(self, var: Any) -> Any:
         return self._constant_or(super().visit_var_(var))

@@ -26,7 +26,8 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from xpuport.lowering.epilogue import Uses
 from xpuport.lowering.library import rewrite_relax_functions, static_shape
 
-_LAYOUT_OPS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
+# Each layout op as numpy computes it: (array, the op's call) -> array.
+LAYOUT_OPS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
     "relax.reshape": lambda a, call: a.reshape([int(d) for d in call.args[1].values]),
     "relax.permute_dims": lambda a, call: np.transpose(
         a, None if call.attrs.axes is None else [int(x) for x in call.attrs.axes]),
@@ -82,7 +83,7 @@ def _block_takes(tensor: Any, uses: Uses) -> dict[Any, tuple[Any, Block]]:
             if call is None:
                 return {}  # read outside a binding (a function's return)
             name = _op_name(call)
-            if name in _LAYOUT_OPS:
+            if name in LAYOUT_OPS:
                 pending.append((reader, [*chain, call]))
             elif name == "relax.take" and isinstance(call.args[1], GenericConst) \
                     and isinstance(reader, relax.DataflowVar):
@@ -104,7 +105,7 @@ def _column_block(tensor: Any, chain: list[Any]) -> Block | None:
         return None
     probe = np.arange(int(np.prod(shape)), dtype=np.int32).reshape(shape)
     for call in chain[:-1]:
-        probe = _LAYOUT_OPS[call.op.name](probe, call)
+        probe = LAYOUT_OPS[call.op.name](probe, call)
     take = chain[-1]
     if take.attrs.axis is None:
         return None

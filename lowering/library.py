@@ -180,7 +180,7 @@ def conv2d_attributes(call: Any) -> list[Any]:
     return [relax.prim_value(tvm.tirx.IntImm("int64", int(v))) for v in values]
 
 
-def _op_calls(module: Any) -> list[Any]:
+def op_calls(module: Any) -> list[Any]:
     """Every call of an operator in the Relax functions of `module`."""
     calls: list[Any] = []
 
@@ -196,12 +196,12 @@ def _op_calls(module: Any) -> list[Any]:
 
 def has_op(module: Any, op_name: str) -> bool:
     """Whether any Relax function of `module` calls the operator `op_name`."""
-    return any(call.op.name == op_name for call in _op_calls(module))
+    return any(call.op.name == op_name for call in op_calls(module))
 
 
 def largest_matmul_macs(module: Any) -> int:
     """The multiply-adds of the largest statically shaped matmul of `module` (0 if none)."""
-    return max((matmul_macs(call) for call in _op_calls(module)
+    return max((matmul_macs(call) for call in op_calls(module)
                 if op_kind(call) in ("matmul", "batch_matmul")
                 and all(static_shape(t) for t in (call.ty, call.args[0].ty))), default=0)
 
