@@ -116,8 +116,9 @@ class CpuBackend(TvmBackend):
         return [column_blocks_pass(), *library, *([fast_math] if options.fast_math else [])]
 
     def pipeline(self, profile: HardwareProfile, options: CompileOptions) -> Any | None:
-        records = ([apply_records(options.tuning_db), note_tuned_kernels()]
-                   if options.tuning_db else [])
+        defaults = self.default_schedules() if options.schedules else None
+        records = ([apply_records(options.tuning_db, defaults, self.target(profile)),
+                    note_tuned_kernels()] if options.tuning_db else [])
         if not options.schedules and not records:
             return None
         return cpu_pipeline_with_schedules(self.target(profile), records, options.schedules)

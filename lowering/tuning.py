@@ -180,6 +180,28 @@ def collecting_tuned_kernels() -> Iterator[list[str]]:
         _TUNED_KERNELS.reset(token)
 
 
+_STALE_BASELINES: ContextVar[list[str] | None] = ContextVar("xpuport_stale_baselines",
+                                                            default=None)
+
+
+@contextmanager
+def collecting_stale_baselines() -> Iterator[list[str]]:
+    """The kernels whose records were not applied in the builds run inside: their baselines
+    timed another default schedule than this xpuport's (tuning_baseline.py)."""
+    names: list[str] = []
+    token = _STALE_BASELINES.set(names)
+    try:
+        yield names
+    finally:
+        _STALE_BASELINES.reset(token)
+
+
+def note_stale_baselines(names: list[str]) -> None:
+    collected = _STALE_BASELINES.get()
+    if collected is not None:
+        collected.extend(names)
+
+
 def note_tuned_kernels() -> Any:
     """A pass to run right after MetaScheduleApplyDatabase: the kernels scheduled by then are
     the ones it found records for. It notes their names in the active collection, so that

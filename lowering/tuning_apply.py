@@ -18,18 +18,24 @@ from typing import Any
 import tvm
 
 from xpuport.errors import raised_in_pass
-from xpuport.lowering.tuning import RECORDS, unreadable_records
-from xpuport.lowering.tuning_baseline import read_baselines
+from xpuport.lowering.tuning import RECORDS, note_stale_baselines, unreadable_records
+from xpuport.lowering.tuning_baseline import (
+    Baseline,
+    default_scheduled,
+    read_baselines,
+    scheduled_hash,
+)
 
 
-def workload_hashes(module: Any) -> dict[str, Any]:
-    """Each kernel of `module` as MetaSchedule keys it: its hash -> the kernel's module."""
+def workload_hashes(module: Any) -> dict[str, tuple[str, Any]]:
+    """Each kernel of `module` as MetaSchedule keys it: its hash -> (its name, its module)."""
     from tvm.s_tir import meta_schedule as ms
 
     normalize = tvm.get_global_func("tvm.s_tir.meta_schedule.normalize_mod")
-    kernels = [normalize(function) for function in module.functions.values()
+    kernels = [(global_var.name_hint, normalize(function))
+               for global_var, function in module.functions.items()
                if isinstance(function, tvm.tirx.PrimFunc)]
-    return {ms.database.Workload(kernel).as_json()[0]: kernel for kernel in kernels}
+    return {ms.database.Workload(kernel).as_json()[0]: (name, kernel) for name, kernel in kernels}
 
 
 # MetaSchedule's run time for a candidate that failed to build or run.
@@ -44,11 +50,13 @@ def _mean_seconds(record: list[Any]) -> float | None:
     return float(sum(run_secs) / len(run_secs))
 
 
-def matching_records(path: Path, module: Any) -> Any:
+def matching_records(path: Path, module: Any, schedules: Any | None = None,
+                     target: Any | None = None) -> Any:
     """An in-memory database of the best record in `path` for each of `module`'s kernels,
-    where it beats the kernel's default schedules as measured by tune (tuning_baseline.py);
-    refused, naming the line, when one no longer applies to its kernel. Only those records'
-    traces are parsed (7 ms each here: 4.1 s for the 591 records of one model)."""
+    where it beats the kernel's default `schedules` as measured by tune
+    (tuning_baseline.py), and none where that measurement is stale; refused, naming the
+    line, when a record no longer applies to its kernel. Only those records' traces are
+    parsed (7 ms each here: 4.1 s for the 591 records of one model)."""
     from tvm.s_tir import meta_schedule as ms
 
     wanted = workload_hashes(module)
@@ -56,8 +64,12 @@ def matching_records(path: Path, module: Any) -> Any:
             for line in (path / RECORDS[0]).read_text().splitlines()]
     matched = {index: key for index, key in enumerate(keys) if key in wanted}
     baselines = read_baselines(path)  # a record must beat these where tune measured them
+    stale = {key for key in matched.values()
+             if _stale(baselines.get(key), wanted[key][1], schedules, target)}
+    note_stale_baselines(sorted(wanted[key][0] for key in stale))
     best: dict[int, tuple[float, int, Any]] = {  # workload -> (seconds, line, record)
-        index: (baselines.get(key, math.inf), 0, None) for index, key in matched.items()}
+        index: (_to_beat(baselines.get(key), key in stale), 0, None)
+        for index, key in matched.items()}
     for number, line in enumerate((path / RECORDS[1]).read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -70,7 +82,7 @@ def matching_records(path: Path, module: Any) -> Any:
     for index, (_, number, record) in sorted(best.items()):
         if record is None:
             continue  # no record, or none faster than the default schedules
-        workload = database.commit_workload(wanted[matched[index]])
+        workload = database.commit_workload(wanted[matched[index]][1])
         try:
             database.commit_tuning_record(ms.database.TuningRecord.from_json(record, workload))
         except (ValueError, TypeError, RuntimeError):  # TVM's errors included
@@ -80,14 +92,32 @@ def matching_records(path: Path, module: Any) -> Any:
     return database
 
 
-def apply_records(path: str) -> Any:
-    """MetaScheduleApplyDatabase with the records of `path` that match the module's kernels."""
+def _stale(baseline: Baseline | None, kernel: Any, schedules: Any | None,
+           target: Any | None) -> bool:
+    """Whether `baseline` timed another schedule than `schedules` give `kernel` now."""
+    if baseline is None or baseline.schedule is None or schedules is None:
+        return False
+    with target or tvm.target.Target.current():
+        return scheduled_hash(default_scheduled(kernel, schedules)) != baseline.schedule
+
+
+def _to_beat(baseline: Baseline | None, stale: bool) -> float:
+    """The time a record must beat: none beats a stale baseline's (its kernel keeps the
+    default schedules until tune measures them again)."""
+    if stale:
+        return -math.inf
+    return baseline.seconds if baseline is not None else math.inf
+
+
+def apply_records(path: str, schedules: Any | None = None, target: Any | None = None) -> Any:
+    """MetaScheduleApplyDatabase with the records of `path` that match the module's kernels
+    and beat their default `schedules` for `target` (compile's, applied after)."""
 
     @tvm.transform.module_pass(opt_level=0, name="xpuport.ApplyTuningRecords")  # type: ignore[untyped-decorator]
     def apply(module: Any, _context: Any) -> Any:
         from tvm import relax
 
-        with matching_records(Path(path), module):
+        with matching_records(Path(path), module, schedules, target):
             return relax.transform.MetaScheduleApplyDatabase()(module)
 
     return apply

@@ -36,6 +36,7 @@ from xpuport.lowering.to_relax import to_relax
 from xpuport.lowering.tuning import (
     TuneResult,
     TuningDatabase,
+    collecting_stale_baselines,
     collecting_tuned_kernels,
     create_database,
     default_database,
@@ -133,7 +134,7 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     check_fallback(fallback, strict, max_fallback)
     step("build")
     started = time.perf_counter()
-    with collecting_tuned_kernels() as tuned_kernels:
+    with collecting_tuned_kernels() as tuned_kernels, collecting_stale_baselines() as stale:
         libraries, blobs, regions = _build(canonical, placement, backend_impl, resolved, opts)
     blobs[GRAPH] = canonical.SerializeToString()
     for executable in libraries.values():
@@ -155,7 +156,9 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
         "decomposed": placement_json["decomposed"],
         "library_calls": calls,
         "tuning": {"database": str(database.path), "digest": records_digest,
-                   "tuned_kernels": sorted(set(tuned_kernels))} if database is not None else None,
+                   "tuned_kernels": sorted(set(tuned_kernels)),
+                   # records not applied: tuned against another default schedule
+                   "stale_kernels": sorted(set(stale))} if database is not None else None,
         **({"regions": regions} if regions else {}),
     }
     step("write")

@@ -286,6 +286,11 @@ def compile_command(
     if data["tuning"]:
         out.print(f"tuning records from {data['tuning']['database']} for "
                   f"{len(data['tuning']['tuned_kernels'])} kernel(s)")
+        if stale := data["tuning"].get("stale_kernels"):
+            out.print(f"[bold yellow]{len(stale)} kernel(s) not tuned[/]: their default "
+                      f"schedules changed since `xpuport tune` timed them against the records "
+                      f"({', '.join(stale)}); tune this model again to re-measure them",
+                      soft_wrap=True)
     for function, sites in data["library_calls"].items():
         out.print(f"library: {sites} call(s) of {function}")
     for item in data["decomposed"]:

@@ -8,9 +8,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from typer.testing import CliRunner
 
 import xpuport
 from xpuport.backends.cpu import CpuBackend
+from xpuport.cli import app
 from xpuport.errors import TuningError
 from xpuport.hw_profiles import load_profile
 from xpuport.lowering.tuning import META, create_database, open_database
@@ -38,14 +40,24 @@ def tuned_db(add_relu, tmp_path_factory):
     assert (result.tasks, result.trials, result.out_of_budget) == (1, 1, False)
     assert open_database(folder, load_profile(PROFILE), _target()).records() == 1
     baselines = read_baselines(folder)  # the default schedules, measured by tune as well
-    assert len(baselines) == 1 and 0 < next(iter(baselines.values())) < 1
+    assert len(baselines) == 1 and 0 < next(iter(baselines.values())).seconds < 1
     _set_baselines(folder, 1e6)  # as if far slower than the record, so that it applies
     return folder
 
 
-def _set_baselines(folder, seconds):
-    baselines = {key: seconds for key in read_baselines(folder)}
+def _set_baselines(folder, seconds, schedule=None):
+    """Every baseline's time set to `seconds`; its schedule's hash kept, or `schedule`."""
+    baselines = {key: {"seconds": seconds, "schedule": schedule or baseline.schedule}
+                 for key, baseline in read_baselines(folder).items()}
     (folder / BASELINES).write_text(json.dumps(baselines))
+
+
+def _copy(database, folder):
+    folder.mkdir()
+    for file in database.iterdir():
+        if file.is_file():
+            (folder / file.name).write_text(file.read_text())
+    return folder
 
 
 def _target():
@@ -147,11 +159,27 @@ def test_compile_reads_only_the_records_of_its_own_kernels(add_relu, tuned_db, t
 
 
 def test_a_record_slower_than_the_default_schedules_is_not_applied(add_relu, tuned_db, tmp_path):
-    copy = tmp_path / "db"
-    copy.mkdir()
-    for file in tuned_db.iterdir():
-        if file.is_file():
-            (copy / file.name).write_text(file.read_text())
+    copy = _copy(tuned_db, tmp_path / "db")
     _set_baselines(copy, 0.0)  # the default schedules measured faster than every record
     artifact = xpuport.compile(add_relu, "cpu", PROFILE, tmp_path / "out", tuning=copy)
     assert artifact.manifest["tuning"]["tuned_kernels"] == []
+
+
+def test_a_record_measured_against_another_default_schedule_is_named_and_not_applied(
+        add_relu, tuned_db, tmp_path):
+    """A baseline holds for the default schedule it timed: where compile's default schedule
+    is no longer that one (a newer xpuport), the record may be the slower of the two."""
+    copy = _copy(tuned_db, tmp_path / "db")
+    _set_baselines(copy, 1e6, schedule="1234")  # far slower, but another schedule's time
+    artifact = xpuport.compile(add_relu, "cpu", PROFILE, tmp_path / "out", tuning=copy)
+
+    tuning = artifact.manifest["tuning"]
+    assert (tuning["tuned_kernels"], tuning["stale_kernels"]) == ([], ["fused_add_relu"])
+    said = CliRunner().invoke(app, ["compile", add_relu, "--profile", PROFILE, "-o",
+                                    str(tmp_path / "cli"), "--tuning-db", str(copy)]).output
+    assert "1 kernel(s) not tuned" in said and "fused_add_relu" in said
+
+
+def test_tune_keeps_the_hash_of_the_default_schedule_it_timed(tuned_db, tmp_path):
+    """What compile compares (the fixture's database, tuned by this xpuport, applies)."""
+    assert all(baseline.schedule for baseline in read_baselines(tuned_db).values())
