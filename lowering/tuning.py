@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,33 +167,29 @@ def create_database(path: Path, profile: HardwareProfile, target: Any) -> Tuning
 # Set on a kernel by MetaScheduleApplyDatabase, and by the default schedules after it.
 SCHEDULED_ATTR = "tirx.is_scheduled"
 _TUNED_KERNELS: ContextVar[list[str] | None] = ContextVar("xpuport_tuned_kernels", default=None)
-
-
-@contextmanager
-def collecting_tuned_kernels() -> Iterator[list[str]]:
-    """The names of the kernels that tuning records schedule in the builds run inside."""
-    names: list[str] = []
-    token = _TUNED_KERNELS.set(names)
-    try:
-        yield names
-    finally:
-        _TUNED_KERNELS.reset(token)
-
-
 _STALE_BASELINES: ContextVar[list[str] | None] = ContextVar("xpuport_stale_baselines",
                                                             default=None)
 
 
 @contextmanager
-def collecting_stale_baselines() -> Iterator[list[str]]:
-    """The kernels whose records were not applied in the builds run inside: their baselines
-    timed another default schedule than this xpuport's (tuning_baseline.py)."""
+def _collecting(names_of: ContextVar[list[str] | None]) -> Iterator[list[str]]:
     names: list[str] = []
-    token = _STALE_BASELINES.set(names)
+    token = names_of.set(names)
     try:
         yield names
     finally:
-        _STALE_BASELINES.reset(token)
+        names_of.reset(token)
+
+
+def collecting_tuned_kernels() -> AbstractContextManager[list[str]]:
+    """The names of the kernels that tuning records schedule in the builds run inside."""
+    return _collecting(_TUNED_KERNELS)
+
+
+def collecting_stale_baselines() -> AbstractContextManager[list[str]]:
+    """The kernels whose records were not applied in the builds run inside: their baselines
+    timed another default schedule than this xpuport's (tuning_baseline.py)."""
+    return _collecting(_STALE_BASELINES)
 
 
 def note_stale_baselines(names: list[str]) -> None:
