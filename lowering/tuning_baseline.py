@@ -8,7 +8,7 @@ builder and runner as the candidates and keeps the times beside the records, by 
 hash (`xpuport-baselines.json`); compile then skips records that do not beat them.
 
 A baseline holds for the default schedule it timed, which a newer xpuport may change (its
-NCHW -> NHWC copy went from 660 to 236 us, faster than the record tune had kept for it).
+NCHW -> NHWC copy went from 660 to 150-240 us, faster than the record tune had kept for it).
 So each baseline keeps the structural hash of the kernel as scheduled then; where compile's
 default schedule hashes otherwise, the baseline is stale and the record is not applied:
 compile names the kernel, and tuning again re-measures it.
