@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import pkgutil
 import shutil
 import tempfile
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import xpuport
 from xpuport.errors import ArtifactError
 from xpuport.lowering.artifact import environment_versions, read_manifest
 
@@ -27,15 +32,52 @@ def cache_root() -> Path:
 def compile_key(
     source_hash: str, backend_key: str, profile: dict[str, Any], options: dict[str, Any]
 ) -> str:
-    """Graph hash + backend cache key (toolchain) + profile + options + our versions."""
+    """Graph hash + backend cache key (toolchain) + profile + options + our versions, and
+    xpuport's own code (source_digest): a change to a schedule or a pass changes what compile
+    makes without changing the version, and would otherwise be served the artifacts before it."""
     identity = {
         "graph": source_hash,
         "backend": backend_key,
         "profile": profile,
         "options": options,
         "versions": environment_versions(),
+        "xpuport_source": source_digest(),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@cache
+def source_digest() -> str:
+    """A digest of xpuport's Python sources and data files, by module path: the same from a
+    checkout and from an (editable) install, whose link tree is followed."""
+    digest = hashlib.sha256()
+    for name, path in sorted(_source_files()):
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+_SOURCE_SUFFIXES = (".py", ".toml", ".json")
+
+
+def _source_files() -> Iterator[tuple[str, Path]]:
+    """(name under xpuport/, file) for each source file of xpuport's modules and packages
+    (the subpackages live in top-level folders of a checkout: xpuport/__init__.py)."""
+    yield "__init__.py", Path(xpuport.__file__)
+    for module in pkgutil.iter_modules(xpuport.__path__):
+        spec = importlib.util.find_spec(f"xpuport.{module.name}")
+        if module.name == "xpuport" or spec is None:  # a checkout's root is on __path__
+            continue
+        if not module.ispkg:
+            if spec.origin:
+                yield f"{module.name}.py", Path(spec.origin)
+            continue
+        for root in spec.submodule_search_locations or []:
+            for folder, subfolders, files in os.walk(root, followlinks=True):
+                subfolders[:] = [d for d in subfolders if d != "__pycache__"]
+                for file in files:
+                    if file.endswith(_SOURCE_SUFFIXES):
+                        path = Path(folder, file)
+                        yield f"{module.name}/{path.relative_to(root)}", path
 
 
 class CompileCache:

@@ -316,6 +316,36 @@ def test_options_are_part_of_the_cache_key(model_path, tmp_path):
     assert "cache hit" not in steps
 
 
+def test_a_change_to_xpuports_own_code_is_part_of_the_cache_key(model_path, tmp_path,
+                                                                 monkeypatch):
+    """A changed schedule or pass makes other code at the same version: not a cache hit."""
+    from xpuport import cache
+
+    xpuport.compile(model_path, output_dir=tmp_path / "a")
+    monkeypatch.setattr(cache, "source_digest", lambda: "another xpuport")
+    steps: list[str] = []
+
+    xpuport.compile(model_path, output_dir=tmp_path / "b", on_step=steps.append)
+
+    assert "build" in steps and "cache hit" not in steps
+
+
+def test_the_source_digest_reads_every_subpackage_and_changes_with_a_file(tmp_path,
+                                                                          monkeypatch):
+    from xpuport import cache
+
+    names = {name for name, _ in cache._source_files()}
+    assert {"__init__.py", "cli.py", "lowering/pipeline.py", "backends/cpu_schedules.py",
+            "hw_profiles/generic/x86-64-v3.toml"} <= names
+    assert not any("__pycache__" in name for name in names)
+    source = tmp_path / "pipeline.py"
+    source.write_text("A = 1\n")
+    monkeypatch.setattr(cache, "_source_files", lambda: [("lowering/pipeline.py", source)])
+    before = cache.source_digest.__wrapped__()
+    source.write_text("A = 2\n")
+    assert cache.source_digest.__wrapped__() != before
+
+
 def test_corrupted_cache_entry_is_rebuilt(model_path, tmp_path, isolated_cache):
     xpuport.compile(model_path, output_dir=tmp_path / "a")
     (entry,) = (isolated_cache / "compile").iterdir()
