@@ -289,6 +289,7 @@ def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
     from xpuport.lowering.tuning_search import (
         BudgetedSearch,
         ReportProgress,
+        search_log_off_stdout,
         target_intrinsics_only,
         unnamed_log_handlers_set_aside,
     )
@@ -303,7 +304,7 @@ def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
     builder, runner = _builder(target), _runner()
     try:
         with (tvm.transform.PassContext(opt_level=3), target_intrinsics_only(target),
-              unnamed_log_handlers_set_aside()):
+              unnamed_log_handlers_set_aside(), search_log_off_stdout()):
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 extracted, str(database.path),
                 strategy=BudgetedSearch(_search_strategy(), deadline))

@@ -20,7 +20,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Any
 
 from tvm.ir.utils import derived_object
@@ -121,3 +121,19 @@ def unnamed_log_handlers_set_aside() -> Iterator[None]:
     finally:
         for handler in aside:
             logger.addHandler(handler)
+
+
+@contextmanager
+def search_log_off_stdout() -> Iterator[None]:
+    """MetaSchedule writes its log to sys.stdout as well as to the database's logs/ folder:
+    a table per batch and its cost model's iterations (95 lines for one kernel tuned with 4
+    trials), which also made `tune --json` print no valid JSON. During the search its
+    console gets only warnings and errors, on stderr; logs/ keeps the whole log."""
+    logger = logging.getLogger(META_SCHEDULE_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # MetaSchedule gives its console this logger's level
+    try:
+        with redirect_stdout(sys.stderr):  # where its console handler's stream resolves
+            yield
+    finally:
+        logger.setLevel(level)

@@ -417,8 +417,11 @@ def tune(
 ) -> None:
     """Tune TVM's kernels for a model with MetaSchedule; compile applies the records."""
 
+    reported = [0]  # MetaSchedule reports after every batch, also one that measured nothing
+
     def progress(measured: int, kernel: str) -> None:
-        if not as_json:
+        if not as_json and measured > reported[0]:
+            reported[0] = measured
             out.print(f"{measured} trials measured (last: {kernel})")
 
     result = api.tune(model, backend, profile, trials=trials, budget=budget, database=db,

@@ -183,3 +183,16 @@ def test_a_record_measured_against_another_default_schedule_is_named_and_not_app
 def test_tune_keeps_the_hash_of_the_default_schedule_it_timed(tuned_db, tmp_path):
     """What compile compares (the fixture's database, tuned by this xpuport, applies)."""
     assert all(baseline.schedule for baseline in read_baselines(tuned_db).values())
+
+
+def test_tune_keeps_meta_schedules_log_off_stdout(add_relu, tmp_path):
+    """Its per-batch tables once made `tune --json` print no valid JSON; the whole log is
+    still in the database's logs/ folder."""
+    result = CliRunner().invoke(app, ["tune", add_relu, "--profile", PROFILE, "--trials", "2",
+                                      "--db", str(tmp_path / "db"), "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["trials"] == 1
+    assert "task_scheduler" not in result.output
+    assert any((tmp_path / "db" / "logs").iterdir())
+
