@@ -34,6 +34,8 @@ class SuiteRequest:
     repeat: int = 20
     batches: tuple[int, ...] = ()  # overrides each model's own pair
     precision: str = "float32"  # "float16": weights and float inputs in half precision
+    # compile's `tuning`: the profile's database (True), none (False) or this folder
+    tuning: str | Path | bool = True
 
 
 def run_suite(
@@ -58,7 +60,8 @@ def bench_one(
         module, dtype = module.half(), "float16"
     spec = TensorSpec(model.input_name, (batch, *model.shape), dtype)
     path = xpuport.export(module, [spec], scratch / f"{model.name}-b{batch}.onnx")
-    artifact = xpuport.compile(path, request.backend, request.profile, options=request.options)
+    artifact = xpuport.compile(path, request.backend, request.profile, options=request.options,
+                               tuning=request.tuning)
     rng = np.random.default_rng(0)
     shape = (batch, *model.shape)
     feeds = {spec.name: rng.integers(0, 100, shape).astype(np.int64) if model.dtype == "int64"
@@ -71,6 +74,7 @@ def bench_one(
         "precision": dtype if dtype != "int64" else request.precision,
         "compile_seconds": artifact.manifest["compile_seconds"],
         "library_calls": sum(artifact.manifest.get("library_calls", {}).values()),
+        "tuned_kernels": len((artifact.manifest.get("tuning") or {}).get("tuned_kernels", [])),
         "median_ms": {t.engine: round(t.median_ms, 4) for t in timings},
         "ratio": {t.engine: round(ratio(timings[0], t), 3) for t in timings[1:]},
     }
@@ -98,24 +102,33 @@ def write_tables(rows: list[dict[str, Any]], request: SuiteRequest, out: Path) -
     out.mkdir(parents=True, exist_ok=True)
     meta = {"backend": request.backend, "profile": request.profile, "machine": machine(),
             "peers": list(request.peers), "options": request.options.to_json(),
-            "warmup": request.warmup, "repeat": request.repeat, "precision": request.precision}
+            "warmup": request.warmup, "repeat": request.repeat, "precision": request.precision,
+            "tuning": _tuning_label(request.tuning)}
     (out / "bench.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     (out / "bench.md").write_text(markdown(rows, meta))
     return [out / "bench.json", out / "bench.md"]
 
 
+def _tuning_label(tuning: str | Path | bool) -> str:
+    if tuning is True:
+        return "the profile's database, where it has one"
+    return "none" if tuning is False else str(tuning)
+
+
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     peers = meta["peers"]
     head = ["model", "batch", "precision", "xpuport ms", *[f"{p} ms" for p in peers],
-            *[f"÷ {p}" for p in peers], "compile s"]
+            *[f"÷ {p}" for p in peers], "compile s", "tuned kernels"]
     lines = [f"Backend `{meta['backend']}` on {meta['machine']}; medians of at least "
              f"{meta['repeat']} runs (each engine's {BLOCKS} blocks at least {MIN_BLOCK_S} s) "
-             f"after {meta['warmup']} warm-up; ÷ is xpuport ÷ peer (below 1: faster).", "",
+             f"after {meta['warmup']} warm-up; ÷ is xpuport ÷ peer (below 1: faster); tuning "
+             f"records: {meta.get('tuning', 'none')}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["model"], str(row["batch"]), row["precision"],
                  f"{row['median_ms']['xpuport']:.3f}",
                  *[f"{row['median_ms'][p]:.3f}" for p in peers],
-                 *[f"{row['ratio'][p]:.2f}" for p in peers], f"{row['compile_seconds']:.1f}"]
+                 *[f"{row['ratio'][p]:.2f}" for p in peers], f"{row['compile_seconds']:.1f}",
+                 str(row.get("tuned_kernels", 0))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

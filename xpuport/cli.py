@@ -214,6 +214,19 @@ def compile_progress(enabled: bool) -> Iterator[StepDisplay]:
         yield StepDisplay(progress)
 
 
+TuningFlag = Annotated[bool, typer.Option(help="Apply the profile's tuning records.")]
+TuningDbOption = Annotated[
+    Path | None, typer.Option(help="A tuning database folder (default: the profile's).")]
+
+
+def _tuning_choice(tuning: bool, tuning_db: Path | None) -> Path | bool:
+    """What compile's `tuning` gets: a database, the profile's (True) or none (False)."""
+    if tuning_db is not None and not tuning:
+        raise XpuportError("--tuning-db and --no-tuning contradict each other",
+                           "give one of them")
+    return (tuning_db or True) if tuning else False
+
+
 @app.command(name="compile")
 @reports_errors
 def compile_command(
@@ -230,16 +243,12 @@ def compile_command(
     max_fallback: Annotated[
         int | None, typer.Option(min=0, help="Refuse more host-fallback nodes than this.")
     ] = None,
-    tuning: Annotated[bool, typer.Option(help="Apply the profile's tuning records.")] = True,
-    tuning_db: Annotated[
-        Path | None, typer.Option(help="A tuning database folder (default: the profile's).")
-    ] = None,
+    tuning: TuningFlag = True,
+    tuning_db: TuningDbOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Compile an ONNX model for a backend into an artifact directory."""
-    if tuning_db is not None and not tuning:
-        raise XpuportError("--tuning-db and --no-tuning contradict each other",
-                           "give one of them")
+    records = _tuning_choice(tuning, tuning_db)
     options = CompileOptions(opt_level=opt_level, library=library)
     with compile_progress(enabled=not as_json) as display:
         artifact = api.compile(
@@ -252,7 +261,7 @@ def compile_command(
             on_step=display,
             strict=strict,
             max_fallback=max_fallback,
-            tuning=(tuning_db or True) if tuning else False,
+            tuning=records,
         )
     manifest = artifact.manifest
     data = {
@@ -454,9 +463,12 @@ def bench(
     repeat: Annotated[int, typer.Option(
         min=1, help="Timed runs per engine, at least: more for a fast model, so that each "
         "of its 5 blocks lasts 0.2 s.")] = 20,
+    tuning: TuningFlag = True,
+    tuning_db: TuningDbOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Median latency of xpuport and peers in one run; ratio xpuport ÷ peer (<1: faster)."""
+    records = _tuning_choice(tuning, tuning_db)
     peers = [p.strip() for p in (vs or ("onnxruntime,torch" if suite else "onnxruntime"))
              .split(",") if p.strip()]
     check_peers(peers, have_torch_model=suite)
@@ -475,23 +487,29 @@ def bench(
             raise XpuportError(f"--batches {batches!r}: not integers",
                                "e.g. --batches 1,32") from exc
         request = SuiteRequest(backend, profile, _suite_models(models), peers, options, warmup,
-                               repeat, sizes, precision)
+                               repeat, sizes, precision, records)
         return _bench_suite(request, out_dir, as_json)
     if model is None:
         raise XpuportError("bench needs a model", "give an .onnx file, or --suite")
     with compile_progress(enabled=not as_json) as on_step:
-        artifact = api.compile(model, backend, profile, on_step=on_step, options=options)
+        artifact = api.compile(model, backend, profile, on_step=on_step, options=options,
+                               tuning=records)
     feeds = random_inputs(artifact.inputs)
     timings = time_against_peers(artifact, feeds, peers, model, None, warmup, repeat)
     rows = [{**t.to_json(), "ratio": ratio(timings[0], t)} for t in timings]
+    tuned = (artifact.manifest.get("tuning") or {}).get("tuned_kernels", [])
     if as_json:
-        return emit_json({"model": str(model), "backend": backend, "timings": rows})
+        return emit_json({"model": str(model), "backend": backend, "timings": rows,
+                          "tuned_kernels": tuned})
     table = Table("engine", "median ms", "p10 ms", "p90 ms", "runs", "xpuport ÷ engine",
                   title=f"{model} on {backend} (warm-up {warmup}, {repeat} runs)")
     for row in rows:
         table.add_row(str(row["engine"]), f"{row['median_ms']:.3f}", f"{row['p10_ms']:.3f}",
                       f"{row['p90_ms']:.3f}", str(row["runs"]), f"{row['ratio']:.2f}")
     out.print(table)
+    if tuned:
+        out.print(f"with tuning records for {len(tuned)} kernel(s): {', '.join(tuned)}",
+                  soft_wrap=True)
 
 
 def _suite_models(names: str) -> list[Any]:

@@ -144,17 +144,22 @@ def test_bench_reports_ratio_against_onnxruntime(model):
 
 def test_bench_suite_writes_tables_with_every_peer(tmp_path):
     result = invoke("bench", "--suite", "--models", "mlp", "--batches", "2", "--warmup", "1",
-                    "--repeat", "2", "--vs", "onnxruntime,torch", "--out", tmp_path / "b")
+                    "--repeat", "2", "--vs", "onnxruntime,torch", "--out", tmp_path / "b",
+                    "--no-tuning")
     assert result.exit_code == 0, result.output
     table = json.loads((tmp_path / "b" / "bench.json").read_text())
     (row,) = table["rows"]
+    assert (table["tuning"], row["tuned_kernels"]) == ("none", 0)
     assert (row["model"], row["batch"], table["peers"]) == ("mlp", 2, ["onnxruntime", "torch"])
     assert set(row["median_ms"]) == {"xpuport", "onnxruntime", "torch"}
     assert row["ratio"]["torch"] == pytest.approx(
         row["median_ms"]["xpuport"] / row["median_ms"]["torch"], rel=0.01)
     assert row["library_calls"] == 3  # the MLP's three Linear layers
     assert "| mlp | 2 | float32 |" in (tmp_path / "b" / "bench.md").read_text()
+    assert "tuning records: none" in (tmp_path / "b" / "bench.md").read_text()
     assert_user_error(invoke("bench", "--suite", "--models", "nope"), "nope")
+    assert_user_error(invoke("bench", "--suite", "--tuning-db", tmp_path, "--no-tuning"),
+                      "--tuning-db")
 
 
 def test_not_onnx_and_truncated_files(model, tmp_path):

@@ -196,3 +196,11 @@ def test_tune_keeps_meta_schedules_log_off_stdout(add_relu, tmp_path):
     assert "task_scheduler" not in result.output
     assert any((tmp_path / "db" / "logs").iterdir())
 
+
+def test_bench_applies_a_tuning_database_and_names_the_tuned_kernels(add_relu, tuned_db):
+    result = CliRunner().invoke(app, ["bench", add_relu, "--profile", PROFILE, "--tuning-db",
+                                      str(tuned_db), "--warmup", "1", "--repeat", "2", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["tuned_kernels"] == ["fused_add_relu"]
+
