@@ -13,7 +13,14 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Column, Table
 
 from xpuport import api
@@ -212,6 +219,29 @@ def compile_progress(enabled: bool) -> Iterator[StepDisplay]:
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True, disable=not enabled) as progress:
         yield StepDisplay(progress)
+
+
+@contextmanager
+def tune_progress(enabled: bool, trials: int) -> Iterator[Callable[[int, str], None]]:
+    """Trials measured, on stderr so --json stays clean: a bar on a terminal, else a line
+    per new count (MetaSchedule reports after every batch, also one that measured none). A
+    kernel with a single candidate retires early, so the count may end short of `trials`."""
+    if not err.is_terminal:
+        reported = [0]
+
+        def line(measured: int, kernel: str) -> None:
+            if enabled and measured > reported[0]:
+                reported[0] = measured
+                err.print(f"{measured} trials measured (last: {kernel})")
+
+        yield line
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=not enabled) as bar:
+        task = bar.add_task("tune", total=trials)
+        yield lambda measured, kernel: bar.update(task, completed=measured,
+                                                  description=f"tune: last {kernel}")
 
 
 TuningFlag = Annotated[bool, typer.Option(help="Apply the profile's tuning records.")]
@@ -425,16 +455,9 @@ def tune(
     as_json: JsonFlag = False,
 ) -> None:
     """Tune TVM's kernels for a model with MetaSchedule; compile applies the records."""
-
-    reported = [0]  # MetaSchedule reports after every batch, also one that measured nothing
-
-    def progress(measured: int, kernel: str) -> None:
-        if not as_json and measured > reported[0]:
-            reported[0] = measured
-            out.print(f"{measured} trials measured (last: {kernel})")
-
-    result = api.tune(model, backend, profile, trials=trials, budget=budget, database=db,
-                      options=CompileOptions(library=library), on_progress=progress)
+    with tune_progress(enabled=not as_json, trials=trials) as progress:
+        result = api.tune(model, backend, profile, trials=trials, budget=budget, database=db,
+                          options=CompileOptions(library=library), on_progress=progress)
     data = {"database": str(result.database), "tasks": result.tasks, "trials": result.trials,
             "seconds": round(result.seconds, 1), "out_of_budget": result.out_of_budget}
     if as_json:

@@ -195,6 +195,10 @@ def test_tune_keeps_meta_schedules_log_off_stdout(add_relu, tmp_path):
     assert json.loads(result.stdout)["trials"] == 1
     assert "task_scheduler" not in result.output
     assert any((tmp_path / "db" / "logs").iterdir())
+    said = CliRunner().invoke(app, ["tune", add_relu, "--profile", PROFILE, "--trials", "2",
+                                    "--db", str(tmp_path / "db")]).output
+    assert said.startswith("1 trials measured") and "[INFO]" not in said  # no terminal
+    assert "tuned 1 kernel(s)" in said
 
 
 def test_bench_applies_a_tuning_database_and_names_the_tuned_kernels(add_relu, tuned_db):
