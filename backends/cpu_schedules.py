@@ -148,9 +148,11 @@ class Injective(dlight.ScheduleRule):  # type: ignore[misc]  # dlight is untyped
             return None
         total = _size(sch, loops)
         inner = _contiguous_suffix(sch, blocks[0], loops)
-        if inner == 0 and (_tile_transpose(sch, blocks[0], loops, total)
-                           or _short_row_transpose(sch, blocks[0], loops, total, target)):
-            return sch
+        if inner == 0:
+            along = _input_contiguous_loop(sch, blocks[0], loops)
+            if along is not None and (_tile_transpose(sch, loops, along, total)
+                                      or _short_row_transpose(sch, loops, along, total, target)):
+                return sch
         # No common contiguous run and no tile: vectorize the stores of the innermost loop.
         inner = inner or 1
         outer = loops[: len(loops) - inner]
@@ -167,39 +169,31 @@ class Injective(dlight.ScheduleRule):  # type: ignore[misc]  # dlight is untyped
         # else a run too short or odd to vectorize stays a serial loop inside the parallel
         # one: fused into it, every element computed its indices by division and modulo
         # (a copy of 1x3x224x224 elements in runs of 3 took 186 us so, 34 us apart).
-        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
-        if total is not None and total >= PARALLEL_MIN_ELEMENTS:
-            sch.parallel(fused)
+        _parallel_if_large(sch, outer, total)
         return sch
 
 
-def _tile_transpose(sch: Any, block: Any, loops: list[Any], total: int | None) -> bool:
+def _tile_transpose(sch: Any, loops: list[Any], along: int, total: int | None) -> bool:
     """A copy whose output's innermost loop strides through an input (a transpose): tile the
-    output's innermost loop by TRANSPOSE_TILE and run, inside each tile, the loop along which
-    that input is contiguous, so a tile's reads come from TRANSPOSE_TILE rows only."""
-    along = _input_contiguous_loop(sch, block, loops)
+    output's innermost loop by TRANSPOSE_TILE and run, inside each tile, the loop `along`
+    which that input is contiguous, so a tile's reads come from TRANSPOSE_TILE rows only."""
     extent = _extent(sch, loops[-1])
-    if along is None or extent is None or extent % TRANSPOSE_TILE or extent == TRANSPOSE_TILE:
+    if extent is None or extent % TRANSPOSE_TILE or extent == TRANSPOSE_TILE:
         return False
     tiles, lane = sch.split(loops[-1], [None, TRANSPOSE_TILE])
     outer = [loop for k, loop in enumerate(loops[:-1]) if k != along]
     sch.reorder(*outer, tiles, loops[along], lane)
     sch.vectorize(lane)
-    fused = sch.fuse(*outer, tiles)
-    if total is not None and total >= PARALLEL_MIN_ELEMENTS:
-        sch.parallel(fused)
+    _parallel_if_large(sch, [*outer, tiles], total)
     return True
 
 
-def _short_row_transpose(sch: Any, block: Any, loops: list[Any], total: int | None,
+def _short_row_transpose(sch: Any, loops: list[Any], along: int, total: int | None,
                          target: Any) -> bool:
     """A copy whose output rows are shorter than a vector (an image's NCHW -> NHWC copy
     writes rows of 3 channels): read along the loop an input is contiguous in, a vector at
     a time, with the short row unrolled around it (the stores stride). An 8x3x224x224 image
     took 660-820 us with each row a serial loop, 164 us so (149 us in 8 lanes, 170 in 32)."""
-    along = _input_contiguous_loop(sch, block, loops)
-    if along is None:
-        return False
     row, run, lanes = _extent(sch, loops[-1]), _extent(sch, loops[along]), _lanes(target)
     if row is None or run is None or row >= lanes:
         return False
@@ -213,10 +207,15 @@ def _short_row_transpose(sch: Any, block: Any, loops: list[Any], total: int | No
     sch.reorder(*outer, reads, loops[-1], lane)
     sch.unroll(loops[-1])
     sch.vectorize(lane)
-    fused = sch.fuse(*outer) if len(outer) > 1 else (outer or [reads])[0]
+    _parallel_if_large(sch, outer or [reads], total)
+    return True
+
+
+def _parallel_if_large(sch: Any, loops: list[Any], total: int | None) -> None:
+    """`loops` fused into one, run in parallel where the kernel has PARALLEL_MIN_ELEMENTS."""
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     if total is not None and total >= PARALLEL_MIN_ELEMENTS:
         sch.parallel(fused)
-    return True
 
 
 def _input_contiguous_loop(sch: Any, block: Any, loops: list[Any]) -> int | None:
