@@ -74,7 +74,7 @@ def bench_one(
         "precision": dtype if dtype != "int64" else request.precision,
         "compile_seconds": artifact.manifest["compile_seconds"],
         "library_calls": sum(artifact.manifest.get("library_calls", {}).values()),
-        "tuned_kernels": len((artifact.manifest.get("tuning") or {}).get("tuned_kernels", [])),
+        "tuned_kernels": len(artifact.tuned_kernels),
         "median_ms": {t.engine: round(t.median_ms, 4) for t in timings},
         "ratio": {t.engine: round(ratio(timings[0], t), 3) for t in timings[1:]},
     }

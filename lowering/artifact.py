@@ -214,6 +214,11 @@ class Artifact:
     def graph_path(self) -> Path:
         return self.path / GRAPH
 
+    @property
+    def tuned_kernels(self) -> list[str]:
+        """The kernels tuning records scheduled (none when built without a database)."""
+        return list((self.manifest.get("tuning") or {}).get("tuned_kernels", []))
+
     @cached_property
     def _vm(self) -> Any:
         backend = self._backend()

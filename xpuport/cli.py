@@ -520,7 +520,7 @@ def bench(
     feeds = random_inputs(artifact.inputs)
     timings = time_against_peers(artifact, feeds, peers, model, None, warmup, repeat)
     rows = [{**t.to_json(), "ratio": ratio(timings[0], t)} for t in timings]
-    tuned = (artifact.manifest.get("tuning") or {}).get("tuned_kernels", [])
+    tuned = artifact.tuned_kernels
     if as_json:
         return emit_json({"model": str(model), "backend": backend, "timings": rows,
                           "tuned_kernels": tuned})
