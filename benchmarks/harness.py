@@ -89,6 +89,12 @@ def _timing(engine: str, times: list[float]) -> Timing:
     )
 
 
+def significant(value: float, digits: int) -> float:
+    """`value` rounded to `digits` significant digits, for tables: rounding to decimal places
+    took a 0.08 ratio (the MLP against torch) 0.6% off its medians' quotient."""
+    return float(f"{value:.{digits}g}")
+
+
 def ratio(subject: Timing, peer: Timing) -> float:
     """xpuport ÷ peer median latency: below 1 means xpuport is faster."""
     return subject.median_ms / peer.median_ms

@@ -14,7 +14,7 @@ import numpy as np
 
 import xpuport
 from xpuport.backends.base import CompileOptions
-from xpuport.benchmarks.harness import BLOCKS, MIN_BLOCK_S, Timing, measure, ratio
+from xpuport.benchmarks.harness import BLOCKS, MIN_BLOCK_S, Timing, measure, ratio, significant
 from xpuport.benchmarks.peers import peer_device, peer_runner
 from xpuport.ir.inspect import TensorSpec
 from xpuport.lowering.artifact import Artifact
@@ -75,8 +75,8 @@ def bench_one(
         "compile_seconds": artifact.manifest["compile_seconds"],
         "library_calls": sum(artifact.manifest.get("library_calls", {}).values()),
         "tuned_kernels": len(artifact.tuned_kernels),
-        "median_ms": {t.engine: round(t.median_ms, 4) for t in timings},
-        "ratio": {t.engine: round(ratio(timings[0], t), 3) for t in timings[1:]},
+        "median_ms": {t.engine: significant(t.median_ms, 5) for t in timings},
+        "ratio": {t.engine: significant(ratio(timings[0], t), 4) for t in timings[1:]},
     }
 
 
