@@ -162,3 +162,31 @@ def test_code_for_a_level_the_host_lacks_is_refused_with_the_fix(monkeypatch, tm
     assert "x86-64-v4" in str(info.value) and str(tmp_path) in str(info.value)
     assert "generic/x86-64" in info.value.fix
     cpu_module.check_host_runs(dict(load_profile("generic/x86-64-v3").target), "here")
+
+
+@pytest.mark.parametrize(("machine", "cpus", "expected"), [
+    ("x86_64", 2, "1"), ("x86_64", 16, "8"), ("aarch64", 4, "4"), ("x86_64", 1, "1"),
+])
+def test_the_runtime_states_tvms_own_thread_count(monkeypatch, machine, cpus, expected):
+    """TVM would otherwise ask glibc for the CPU count (a sysfs read) on every parallel
+    kernel it launches."""
+    monkeypatch.delenv("TVM_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cpu_module.platform, "machine", lambda: machine)
+    monkeypatch.setattr(cpu_module.os, "cpu_count", lambda: cpus)
+
+    CpuBackend().prepare_runtime()
+
+    assert cpu_module.os.environ["TVM_NUM_THREADS"] == expected
+
+
+@pytest.mark.parametrize("variable", ["TVM_NUM_THREADS", "OMP_NUM_THREADS"])
+def test_a_thread_count_the_user_set_is_kept(monkeypatch, variable):
+    monkeypatch.delenv("TVM_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv(variable, "3")
+
+    CpuBackend().prepare_runtime()
+
+    assert cpu_module.os.environ.get("TVM_NUM_THREADS", "3") == "3"
+    assert cpu_module.os.environ[variable] == "3"
