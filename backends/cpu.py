@@ -72,7 +72,8 @@ def settle_tvm_threads() -> None:
     else half of std::thread::hardware_concurrency() on x86 (it takes half the CPUs for
     hyper-threads), which glibc answers by reading sysfs. That read cost 10-14 us per
     parallel kernel on the 2-core AVX2 host, where TVM then runs the kernel on 1 thread:
-    a 16,384-element add took 12 us instead of 2.4. Stated, the same count costs a getenv."""
+    a 16,384-element elementwise kernel took 11-12 us instead of 2.3. Stated, the same
+    count costs a getenv."""
     if "TVM_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in os.environ:
         return
     cpus = os.cpu_count() or 1
