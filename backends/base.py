@@ -120,6 +120,10 @@ class TvmBackend(Backend):
         """The module as tuning sees it: library calls made, ops legalized and fused."""
         raise NotImplementedError(f"backend '{self.name}' applies no tuning records")
 
+    def before_build(self) -> None:
+        """Register what TVM calls back while it builds (a device compiler, say): with a device
+        present TVM may compile device code inside `tvm.compile`, before any runtime exists."""
+
     def package(self, executable: Any, profile: HardwareProfile) -> dict[str, bytes]:
         """Files to ship beside a built library in the artifact (prebuilt device code)."""
         return {}

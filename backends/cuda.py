@@ -5,14 +5,23 @@ compiles that source with nvcc for the profile's arch at compile time instead, a
 fatbins in the artifact: a kernel that does not build for sm_XX fails `compile`, not the first
 run, and the GPU host needs no CUDA compiler. At load, a TVM callback hands each module its
 prebuilt fatbin, found by the digest of its source.
+
+TVM compiles CUDA with `--use_fast_math`. On an H200 that gave inf where LayerNorm, RMSNorm
+and MeanVarianceNormalization are finite: results that silently differ from every other
+backend. xpuport's compile callback runs nvcc with IEEE float semantics instead (TVM's NVRTC
+path cannot turn fast math off), and is registered before each build: on the GPU host nvcc's
+errors surfaced from inside `tvm.compile`, and the ops suite's first ~480 results matched the
+fast-math run's exactly, as if each worker's first build had gone through TVM's own callback.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +36,7 @@ from xpuport.errors import CompileError, DeviceUnavailableError
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.lowering.library import dispatch_pass
 
+_NO_FAST_MATH_ENV = "TVM_CUDA_NVCC_NO_FAST_MATH"  # read by tvm.support.nvcc on each call
 _PREBUILT: dict[str, bytes] = {}  # source digest -> fatbin, from the artifacts loaded so far
 
 
@@ -41,13 +51,17 @@ class CudaBackend(GpuBackend):
 
     def cache_key(self, profile: HardwareProfile) -> str:
         return (f"tvm={tvm.__version__};nvcc={nvcc_version()};target={self.target(profile)};"
-                f"library={','.join(lib.abi for lib in cuda_kernels.cuda_libraries())}")
+                f"library={','.join(lib.abi for lib in cuda_kernels.cuda_libraries())};"
+                "math=ieee")
 
     def package(self, executable: Any, profile: HardwareProfile) -> dict[str, bytes]:
         sources = [module.inspect_source() for module in device_modules(executable, "cuda")]
         with self.target(profile):  # TVM's nvcc driver reads the current target
             return {f"cuda-{source_digest(code)}.fatbin":
                     compile_fatbin(code, str(profile.target["arch"])) for code in sources}
+
+    def before_build(self) -> None:
+        _register_loader()  # TVM's own compiles with --use_fast_math
 
     def prepare_runtime(self, folder: Path | None = None) -> None:
         cuda_kernels.register()
@@ -83,11 +97,8 @@ def compile_fatbin(code: str, arch: str) -> bytes:
     """nvcc -fatbin for one arch (sm_90: SASS for sm_90 and PTX for later GPUs)."""
     number = arch.removeprefix("sm_")
     gencode = ["-gencode", f"arch=compute_{number},code=[sm_{number},compute_{number}]"]
-    from tvm.support import nvcc
-
-    _nvcc()
     try:
-        return bytes(nvcc.compile_cuda(code, "fatbin", gencode, compiler="nvcc"))
+        return compile_cuda_ieee(code, "fatbin", gencode)
     except RuntimeError as exc:  # its message is the whole source, then nvcc's output
         detail = str(exc).rpartition("Compilation error:")[2].strip()[-2000:]
         raise CompileError(f"nvcc failed to build the kernels for {arch}:\n{detail}",
@@ -95,18 +106,39 @@ def compile_fatbin(code: str, arch: str) -> bytes:
                            ) from exc
 
 
+def compile_cuda_ieee(code: str, target_format: str, arch: list[str] | None = None) -> bytes:
+    """TVM's nvcc driver without --use_fast_math; `arch` None: the current target's or GPU's."""
+    from tvm.support import nvcc
+
+    _nvcc()
+    with _without_fast_math():
+        return bytes(nvcc.compile_cuda(code, target_format, arch, compiler="nvcc"))
+
+
+@contextmanager
+def _without_fast_math() -> Iterator[None]:
+    previous = os.environ.get(_NO_FAST_MATH_ENV)
+    os.environ[_NO_FAST_MATH_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[_NO_FAST_MATH_ENV]
+        else:
+            os.environ[_NO_FAST_MATH_ENV] = previous
+
+
 @cache
 def _register_loader() -> None:
-    from tvm.support import nvcc  # registers TVM's own callback first: ours replaces it
+    # Importing it registers TVM's own callback, which ours must replace, not precede.
+    import tvm.support.nvcc  # noqa: F401
 
     def load_kernels(code: str) -> bytes:
         prebuilt = _PREBUILT.get(source_digest(code))
         if prebuilt is not None:
             return prebuilt
-        # Code built in this process (conformance runs, tests): compile as TVM would.
-        compiler = "nvcc" if shutil.which("nvcc") else "nvrtc"
-        return bytes(nvcc.compile_cuda(code, "fatbin" if compiler == "nvcc" else "cubin",
-                                       compiler=compiler))
+        # Code built in this process (conformance runs, tests): compiled here, as `compile` does.
+        return compile_cuda_ieee(code, "fatbin")
 
     tvm_ffi.register_global_func("tvm_callback_cuda_compile", load_kernels, override=True)
 

@@ -51,6 +51,7 @@ def lower(
             # No relax_pipeline argument: TVM then picks the target's default pipeline
             # (GPU targets need its dlight schedules; "default" would build host code only).
             pipeline = backend.pipeline(profile, options)
+            backend.before_build()
             if pipeline is None:
                 return tvm.compile(module, target=target)
             return tvm.compile(module, target=target, relax_pipeline=pipeline)

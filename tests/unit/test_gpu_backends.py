@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
 import onnx
 import pytest
+import tvm
+import tvm_ffi
 from onnx import TensorProto, helper, numpy_helper
 
 import xpuport
+from xpuport.backends import cuda
 from xpuport.backends.base import CompileOptions
 from xpuport.backends.cuda import CudaBackend
 from xpuport.backends.gpu import device_modules
@@ -92,6 +96,33 @@ def test_running_a_cuda_artifact_without_a_gpu_is_a_clear_error(mlp, tmp_path):
     artifact = xpuport.compile(mlp, "cuda", "nvidia/h100", tmp_path / "out", use_cache=False)
     with pytest.raises(DeviceUnavailableError, match="not present on this machine"):
         artifact.run({"x": np.zeros((4, 16), np.float32)})
+
+
+_TANH_OVER_X = """extern "C" __global__ void k(float* a, float* b) {
+  b[threadIdx.x] = tanhf(a[threadIdx.x]) / a[threadIdx.x]; }"""
+
+
+@needs_nvcc
+def test_cuda_kernels_compile_with_ieee_division_and_tanh():
+    """TVM's nvcc flags include --use_fast_math: approximate division and tanh.approx."""
+    with tvm.target.Target({"kind": "cuda", "arch": "sm_90"}):
+        ptx = cuda.compile_cuda_ieee(_TANH_OVER_X, "ptx", ["-arch", "sm_90"]).decode()
+    assert "div.rn.f32" in ptx
+    assert "tanh.approx" not in ptx and "div.approx" not in ptx and "div.full" not in ptx
+    assert cuda._NO_FAST_MATH_ENV not in os.environ  # set only around the nvcc call
+
+
+@needs_nvcc
+def test_each_build_registers_the_ieee_compile_callback(mlp):
+    """With a GPU present TVM compiles device code inside tvm.compile: the callback it finds
+    then must be xpuport's, whatever registered one before."""
+    tvm_ffi.register_global_func("tvm_callback_cuda_compile", lambda code: b"not ours",
+                                 override=True)
+    cuda._register_loader.cache_clear()
+    lower(to_relax(onnx.load(mlp)), CudaBackend(), load_profile("nvidia/h100"), CompileOptions())
+    callback = tvm_ffi.get_global_func("tvm_callback_cuda_compile")
+    with tvm.target.Target({"kind": "cuda", "arch": "sm_90"}):
+        assert bytes(callback(_TANH_OVER_X)) == cuda.compile_cuda_ieee(_TANH_OVER_X, "fatbin")
 
 
 def test_a_profile_of_another_target_kind_is_refused():
