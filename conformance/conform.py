@@ -25,7 +25,7 @@ from xpuport.conformance.results import (
     write_atomic,
 )
 from xpuport.conformance.runner import Runner, RunOptions
-from xpuport.errors import TuningError
+from xpuport.errors import DeviceUnavailableError, TuningError
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.hw_profiles.profile import KNOWN_DTYPES
 from xpuport.lowering.artifact import environment_versions
@@ -151,10 +151,22 @@ def check_tuning_db(backend: Backend, profile: HardwareProfile, tuning_db: str |
     named_database(Path(tuning_db), profile, backend.target(profile))
 
 
+def check_device(backend: Backend) -> None:
+    """Refuse at once: without the device, every case would be built and then fail to run."""
+    if not backend.is_available():
+        raise DeviceUnavailableError(
+            f"backend '{backend.name}' has no device on this machine, and a conformance run "
+            "executes every case on it",
+            f"run it where the device is; `xpuport compile --backend {backend.name}` checks "
+            "here that a model builds",
+        )
+
+
 def conform(request: ConformRequest, backend: Backend, profile: HardwareProfile,
             on_start: Callable[[int], None] | None = None,
             on_result: OnResult | None = None) -> list[CaseResult]:
     """Run the request's cases that are not done yet; returns every result of the folder."""
+    check_device(backend)
     check_tuning_db(backend, profile, request.options.tuning_db)
     cases = suite_cases(request.suite, request.ops, request.dtypes)
     done = prepare_folder(request, run_info(backend, profile, request))

@@ -277,3 +277,13 @@ def test_conform_refuses_a_folder_without_a_tuning_database(tmp_path):
     with pytest.raises(xpuport.errors.TuningError, match="no tuning database there"):
         xpuport.conform("cpu", tmp_path / "run", ops=["Softmax"], tuning_db=tmp_path)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("backend", ["cuda", "rocm"])
+def test_conform_refuses_a_backend_whose_device_is_absent(backend, tmp_path):
+    if registry.get_backend(backend).is_available():
+        pytest.skip(f"a {backend} device is present")
+    with pytest.raises(xpuport.errors.DeviceUnavailableError, match="has no device") as raised:
+        xpuport.conform(backend, tmp_path / "run", ops=["Relu"])
+    assert f"xpuport compile --backend {backend}" in raised.value.fix
+    assert not (tmp_path / "run").exists()

@@ -279,3 +279,11 @@ def test_an_entry_scoped_to_a_suite_matches_that_suite_only(tmp_path):
     expectations = load_expectations(BACKEND, [path])
     assert expectations.find("Add", "float32", "Add.float32.a", "ops") is not None
     assert expectations.find("Add", "float32", "test_add", "onnx") is None
+
+
+@pytest.mark.parametrize("backend", sorted(p.stem for p in BUILTIN_DIR.glob("*.toml")))
+def test_each_builtin_list_loads_and_names_its_cases_consistently(backend):
+    entries = load_expectations(backend).entries
+    assert entries, f"{backend}.toml has no entries"
+    for entry in entries:
+        assert entry.case is None or entry.case.startswith(f"{entry.op}.{entry.dtype or ''}")
