@@ -26,7 +26,8 @@ PROFILE = "nvidia/h100"
 def test_model_matches_torch_and_onnxruntime_on_cuda(name, library, exported, tmp_path):
     artifact = xpuport.compile(exported[name], "cuda", PROFILE, tmp_path / "art",
                                options=CompileOptions(library=library))
-    # TF32 is off in TVM's kernels and in torch's by default: fp32 tolerances hold.
+    # References on the CPU; TF32 is off in TVM's kernels and in the library calls
+    # (cuda_kernels.in_full_float32): fp32 tolerances hold.
     assert_matches_torch_and_onnxruntime(artifact, name, exported[name])
 
 

@@ -14,7 +14,7 @@ import tvm_ffi
 from onnx import TensorProto, helper, numpy_helper
 
 import xpuport
-from xpuport.backends import cuda
+from xpuport.backends import cuda, cuda_kernels
 from xpuport.backends.base import CompileOptions
 from xpuport.backends.cuda import CudaBackend
 from xpuport.backends.gpu import device_modules
@@ -123,6 +123,42 @@ def test_each_build_registers_the_ieee_compile_callback(mlp):
     callback = tvm_ffi.get_global_func("tvm_callback_cuda_compile")
     with tvm.target.Target({"kind": "cuda", "arch": "sm_90"}):
         assert bytes(callback(_TANH_OVER_X)) == cuda.compile_cuda_ieee(_TANH_OVER_X, "fatbin")
+
+
+def _tf32_flags() -> tuple[bool, bool]:
+    import torch
+
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+def test_cuda_library_kernels_run_without_tf32_and_restore_the_users_flags(monkeypatch):
+    """torch lets cuDNN convolve float32 in TF32 by default; float32 must stay float32."""
+    import torch
+
+    seen = []
+    monkeypatch.setattr(cuda_kernels, "torch_conv2d", lambda *args: seen.append(_tf32_flags()))
+    users = _tf32_flags()
+    torch.backends.cuda.matmul.allow_tf32 = True  # as set_float32_matmul_precision("high")
+    cuda_kernels.register.cache_clear()
+    try:
+        cuda_kernels.register()
+        tvm_ffi.get_global_func("xpuport.cuda.torch.conv2d")(1, 2)
+        assert seen == [(False, False)]
+        assert _tf32_flags() == (True, users[1])
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = users[0]
+        cuda_kernels.register.cache_clear()
+
+
+def test_tf32_flags_are_restored_when_the_kernel_raises():
+    before = _tf32_flags()
+
+    def failing() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        cuda_kernels.in_full_float32(failing)()
+    assert _tf32_flags() == before
 
 
 def test_a_profile_of_another_target_kind_is_refused():
