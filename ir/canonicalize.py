@@ -11,6 +11,7 @@ from onnx_ir.passes import PassError, PassManager
 from onnxscript.optimizer import fold_constants
 
 from xpuport.errors import CanonicalizeError
+from xpuport.ir.static_compress import compress_to_gather
 
 # What torch's dynamo exporter emits and what TVM 0.27's importer was measured on here;
 # older models are converted up to it. Newer ones keep their opset: their ops (Attention,
@@ -24,7 +25,8 @@ def canonicalize(model: onnx.ModelProto, *, inline_functions: bool = False) -> o
     """Return the canonical form of `model`; the input is left untouched.
 
     Steps: convert up to PINNED_OPSET, inline local functions (on request), fold constants,
-    remove dead nodes, functions and opsets, infer shapes, sort topologically, check.
+    turn Compress with a constant condition into Gather, remove dead nodes, functions and
+    opsets, infer shapes, sort topologically, check.
     """
     converted = _to_pinned_opset(model)
     ir_model = ir.from_proto(converted)
@@ -34,6 +36,7 @@ def canonicalize(model: onnx.ModelProto, *, inline_functions: bool = False) -> o
     # of them) into constants only where it knows the shapes.
     _infer_shapes(ir_model)
     fold_constants(ir_model)
+    compress_to_gather(ir_model)
     passes = PassManager(
         [
             common.RemoveUnusedNodesPass(),
