@@ -68,6 +68,15 @@ def _known_defect(node: ir.Node) -> str:
         return "lowers to a layer_norm that builds for float32 and float16 only"
     if op == "Elu" and _dtype(node) in ("float16", "bfloat16"):
         return "makes its alpha constant float32, which float16/bfloat16 inputs cannot meet"
+    if op == "IsInf" and 0 in (node.attributes.get_int("detect_positive", 1),
+                               node.attributes.get_int("detect_negative", 1)):
+        return "ignores detect_positive/detect_negative: both infinities match"
+    if op == "OneHot" and _dtype(node, 2) not in ("float64", "int64"):
+        return "returns float64/int64 instead of the dtype of its values input"
+    if op == "ReduceMean" and _dtype(node) == "int32":
+        return "returns int64 for int32"
+    if op == "BatchNormalization" and _dtype(node) in ("float16", "bfloat16"):
+        return "computes float16/bfloat16 inputs in float32 and returns float32"
     if op in _REDUCES and _reduces_an_empty_axis(node):
         return ("leaves a reduction over an empty axis uninitialized (ONNX defines it as the "
                 "reduction's identity)")
@@ -95,8 +104,8 @@ def _normalizes_last_axis(node: ir.Node) -> bool:
     return axis == -1 or (shape is not None and axis == len(shape) - 1)
 
 
-def _dtype(node: ir.Node) -> str:
-    value = node.inputs[0] if node.inputs else None
+def _dtype(node: ir.Node, index: int = 0) -> str:
+    value = node.inputs[index] if len(node.inputs) > index else None
     return value.dtype.numpy().name if value is not None and value.dtype is not None else ""
 
 

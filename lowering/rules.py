@@ -127,8 +127,59 @@ def reverse_sequence(node: NodeProto, graph: GraphView) -> list[NodeProto] | Non
                              axis=time_axis)]
 
 
+def is_inf(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
+    """IsInf(x) and x > 0 (or x < 0); neither sign: x < x, false everywhere, nan included."""
+    v = partial(local, node)
+    positive, negative = (_attribute(node, "detect_positive", 1),
+                          _attribute(node, "detect_negative", 1))
+    x, out = node.input[0], node.output[0]
+    if not positive and not negative:
+        return [helper.make_node("Less", [x, x], [out])]
+    zero = np.zeros((), helper.tensor_dtype_to_np_dtype(graph.dtype(x)))
+    return [_constant(v("zero"), zero),
+            helper.make_node("IsInf", [x], [v("infinite")]),
+            helper.make_node("Greater" if positive else "Less", [x, v("zero")], [v("signed")]),
+            helper.make_node("And", [v("infinite"), v("signed")], [out])]
+
+
+def one_hot(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
+    """OneHot with its (constant) values widened to float64 or int64, then cast back: the
+    widening is exact, and TVM's OneHot returns those dtypes right."""
+    v = partial(local, node)
+    values = graph.constants.get(node.input[2])
+    dtype = graph.dtype(node.input[2])
+    if values is None or not dtype:
+        return None
+    wide = values.astype(np.float64 if np.issubdtype(values.dtype, np.floating) else np.int64)
+    axis = _attribute(node, "axis", -1)
+    return [_constant(v("values"), wide),
+            helper.make_node("OneHot", [node.input[0], node.input[1], v("values")],
+                             [v("wide")], axis=axis),
+            helper.make_node("Cast", [v("wide")], [node.output[0]], to=dtype)]
+
+
+def widened(node: NodeProto, graph: GraphView, to: int) -> list[NodeProto] | None:
+    """The node computed on its first inputs cast to `to` (exactly: a wider type), and its
+    one output cast back; inputs past the float ones (axes) pass as they are."""
+    if len(node.output) != 1:
+        return None
+    v = partial(local, node)
+    dtype = graph.dtype(node.input[0])
+    cast = [i for i, name in enumerate(node.input) if name and graph.dtype(name) == dtype]
+    inputs = [v(f"in{i}") if i in cast else name for i, name in enumerate(node.input)]
+    inner = helper.make_node(node.op_type, inputs, [v("wide")])
+    inner.attribute.extend(node.attribute)
+    return [*(helper.make_node("Cast", [node.input[i]], [v(f"in{i}")], to=to) for i in cast),
+            inner, helper.make_node("Cast", [v("wide")], [node.output[0]], to=dtype)]
+
+
 RULES: dict[str, Rule] = {
     "LpNormalization": lp_normalization,
     "CumProd": cum_prod,
     "ReverseSequence": reverse_sequence,
+    "IsInf": is_inf,
+    "OneHot": one_hot,
+    # int32 means in int64; half-precision batch norms in float32 (more exact than half)
+    "ReduceMean": partial(widened, to=onnx.TensorProto.INT64),
+    "BatchNormalization": partial(widened, to=onnx.TensorProto.FLOAT),
 }

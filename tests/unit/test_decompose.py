@@ -8,6 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
 
 from xpuport.backends.base import Support
 from xpuport.backends.cpu import CpuBackend
@@ -146,3 +147,69 @@ def test_a_model_without_declined_nodes_is_returned_as_it_is():
     decomposed, done = decompose(model, CPU, PROFILE)
     assert done == [] and [n.op_type for n in decomposed.graph.node] == ["Relu"]
     assert onnx.checker.check_model(decomposed) is None
+
+
+def _exactly_as_onnxruntime(original, decomposed, feeds):
+    expected = ort.InferenceSession(original.SerializeToString()).run(None, feeds)
+    actual = ort.InferenceSession(decomposed.SerializeToString()).run(None, feeds)
+    for a, e in zip(actual, expected, strict=True):
+        assert a.dtype == e.dtype
+        np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize(("positive", "negative"), [(1, 0), (0, 1), (0, 0)])
+def test_the_is_inf_rule_tells_the_signs_apart(positive, negative):
+    model = _model([helper.make_node("IsInf", ["x"], ["y"], name="n",
+                                     detect_positive=positive, detect_negative=negative)],
+                   [("x", TensorProto.FLOAT, [5])], [("y", TensorProto.BOOL, [5])])
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert [d.via for d in done] == ["xpuport-rule"]
+    x = np.array([np.inf, -np.inf, np.nan, 0.0, -1.0], np.float32)
+    _exactly_as_onnxruntime(model, decomposed, {"x": x})
+
+
+@pytest.mark.parametrize(("dtype", "values"), [
+    (TensorProto.FLOAT, np.array([0.5, 2.0], np.float32)),
+    (TensorProto.INT32, np.array([-1, 7], np.int32))])
+def test_the_one_hot_rule_keeps_the_dtype_of_its_values(dtype, values):
+    nodes = [helper.make_node("OneHot", ["labels", "depth", "values"], ["y"], name="n", axis=1)]
+    model = _model(nodes, [("labels", TensorProto.INT64, [4])], [("y", dtype, [4, 5])],
+                   [numpy_helper.from_array(np.array(5, np.int64), "depth"),
+                    numpy_helper.from_array(values, "values")])
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert [d.via for d in done] == ["xpuport-rule"]
+    # onnxruntime has no OneHot kernel for these dtypes: ONNX's reference evaluator has
+    feeds = {"labels": np.array([0, 4, -1, 2], np.int64)}
+    (expected,) = ReferenceEvaluator(model).run(None, feeds)
+    (actual,) = ReferenceEvaluator(decomposed).run(None, feeds)
+    assert actual.dtype == values.dtype
+    np.testing.assert_array_equal(actual, expected)
+
+
+def test_the_int32_reduce_mean_rule_returns_int32():
+    nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="n", keepdims=0)]
+    model = _model(nodes, [("x", TensorProto.INT32, [3, 4])], [("y", TensorProto.INT32, [3])],
+                   [numpy_helper.from_array(np.array([1], np.int64), "axes")])
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert [d.via for d in done] == ["xpuport-rule"]
+    _exactly_as_onnxruntime(model, decomposed,
+                            {"x": RNG.integers(-50, 50, (3, 4)).astype(np.int32)})
+
+
+def test_the_half_batch_norm_rule_computes_in_float32_and_returns_float16():
+    channels = 3
+    stats = [numpy_helper.from_array(RNG.uniform(0.5, 1.5, channels).astype(np.float16), name)
+             for name in ("scale", "bias", "mean", "var")]
+    nodes = [helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"],
+                              ["y"], name="n", epsilon=1e-3)]
+    model = _model(nodes, [("x", TensorProto.FLOAT16, [2, channels, 4])],
+                   [("y", TensorProto.FLOAT16, [2, channels, 4])], stats)
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert [d.via for d in done] == ["xpuport-rule"]
+    x = RNG.standard_normal((2, channels, 4)).astype(np.float16)
+    result = ort.InferenceSession(decomposed.SerializeToString()).run(None, {"x": x})[0]
+    scale, bias, mean, var = (numpy_helper.to_array(t).astype(np.float64)[:, None]
+                              for t in stats)
+    expected = (x.astype(np.float64) - mean) / np.sqrt(var + 1e-3) * scale + bias
+    assert result.dtype == np.float16
+    np.testing.assert_allclose(result, expected, rtol=2 ** -10, atol=2 ** -10)
