@@ -1,7 +1,9 @@
 """The engines timed beside xpuport: onnxruntime, torch eager and torch.compile.
 
 Each peer runs on xpuport's device (the host CPU, or the GPU for cuda/rocm) with its inputs
-already there, and a GPU run waits for the device, as xpuport's own timed run does.
+already there, and a GPU run waits for the device, as xpuport's own timed run does. On a GPU
+torch runs in full float32 as xpuport's library calls do (TF32 off; torch's default lets
+cuDNN use it), so that both sides compute the same thing.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xpuport.backends.cuda_kernels import in_full_float32
 from xpuport.errors import XpuportError
 
 PEERS = ("onnxruntime", "torch", "torch.compile")
@@ -79,4 +82,4 @@ def _torch(device: str, module: object | None, feeds: Mapping[str, np.ndarray],
         if device == "cuda":
             torch.cuda.synchronize()
 
-    return run_once
+    return in_full_float32(run_once) if device == "cuda" else run_once
