@@ -27,6 +27,7 @@ from xpuport.lowering.column_blocks import column_blocks_pass
 from xpuport.lowering.conv_epilogue import EPILOGUE_OP, conv_epilogue_pass
 from xpuport.lowering.library import dispatch_pass, has_op, largest_matmul_macs
 from xpuport.lowering.linear_epilogue import LINEAR_OP, linear_pass
+from xpuport.lowering.relu_nan import relu_keeping_nan
 from xpuport.lowering.tuning import note_tuned_kernels
 from xpuport.lowering.tuning_apply import apply_records
 
@@ -131,7 +132,8 @@ class CpuBackend(TvmBackend):
 
     def passes(self, profile: HardwareProfile, options: CompileOptions) -> Sequence[Any]:
         library = [host_dispatch(onednn_gemms_pay(profile))] if options.library else []
-        return [column_blocks_pass(), *library, *([fast_math] if options.fast_math else [])]
+        return [column_blocks_pass(), *library, relu_keeping_nan,
+                *([fast_math] if options.fast_math else [])]
 
     def pipeline(self, profile: HardwareProfile, options: CompileOptions) -> Any | None:
         defaults = self.default_schedules() if options.schedules else None

@@ -47,7 +47,8 @@ class CudaBackend(GpuBackend):
 
     def passes(self, profile: HardwareProfile, options: CompileOptions) -> Sequence[Any]:
         libraries = cuda_kernels.cuda_libraries() if options.library else []
-        return [dispatch_pass(libraries)] if libraries else []
+        return [*([dispatch_pass(libraries)] if libraries else []),
+                *super().passes(profile, options)]
 
     def cache_key(self, profile: HardwareProfile) -> str:
         return (f"tvm={tvm.__version__};nvcc={nvcc_version()};target={self.target(profile)};"

@@ -7,15 +7,17 @@ host code only (TVM-NOTES). Compiling needs the toolchain, never the GPU; runnin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import onnx_ir as ir
 import tvm
 
-from xpuport.backends.base import Support, TvmBackend
+from xpuport.backends.base import CompileOptions, Support, TvmBackend
 from xpuport.backends.tvm_import import lowering_support
 from xpuport.errors import ProfileError
 from xpuport.hw_profiles import HardwareProfile
+from xpuport.lowering.relu_nan import relu_keeping_nan
 
 
 class GpuBackend(TvmBackend):
@@ -26,6 +28,9 @@ class GpuBackend(TvmBackend):
 
     def default_profile(self) -> str:
         return self.default_profile_name
+
+    def passes(self, profile: HardwareProfile, options: CompileOptions) -> Sequence[Any]:
+        return [relu_keeping_nan]
 
     def supports(self, node: ir.Node, profile: HardwareProfile) -> Support:
         return lowering_support(node, profile)
