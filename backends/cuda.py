@@ -26,16 +26,20 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import onnx_ir as ir
 import tvm
 import tvm_ffi
 
 from xpuport.backends import cuda_kernels
-from xpuport.backends.base import CompileOptions, built_target
+from xpuport.backends.base import CompileOptions, Support, built_target, node_dtypes
 from xpuport.backends.gpu import GpuBackend, device_modules
 from xpuport.errors import CompileError, DeviceUnavailableError
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.lowering.library import dispatch_pass
 
+# float16 ops whose CUDA TVM writes as h<name>(x), which CUDA's fp16 header does not define:
+# nvcc refuses the whole module. lowering/rules.py computes them in float32 instead.
+HALF_FUNCTIONS_MISSING = {"Sinh": "hsinh", "Cosh": "hcosh", "Round": "hnearbyint"}
 _NO_FAST_MATH_ENV = "TVM_CUDA_NVCC_NO_FAST_MATH"  # read by tvm.support.nvcc on each call
 _PREBUILT: dict[str, bytes] = {}  # source digest -> fatbin, from the artifacts loaded so far
 
@@ -60,6 +64,13 @@ class CudaBackend(GpuBackend):
         with self.target(profile):  # TVM's nvcc driver reads the current target
             return {f"cuda-{source_digest(code)}.fatbin":
                     compile_fatbin(code, str(profile.target["arch"])) for code in sources}
+
+    def supports(self, node: ir.Node, profile: HardwareProfile) -> Support:
+        missing = HALF_FUNCTIONS_MISSING.get(node.op_type)
+        if missing and "float16" in node_dtypes(node):
+            return Support.no(f"TVM's CUDA for float16 {node.op_type} calls {missing}, which "
+                              "CUDA's fp16 header does not define")
+        return super().supports(node, profile)
 
     def before_build(self) -> None:
         _register_loader()  # TVM's own compiles with --use_fast_math
@@ -101,10 +112,21 @@ def compile_fatbin(code: str, arch: str) -> bytes:
     try:
         return compile_cuda_ieee(code, "fatbin", gencode)
     except RuntimeError as exc:  # its message is the whole source, then nvcc's output
-        detail = str(exc).rpartition("Compilation error:")[2].strip()[-2000:]
-        raise CompileError(f"nvcc failed to build the kernels for {arch}:\n{detail}",
-                           "check that this nvcc supports the arch (`nvcc --list-gpu-arch`)",
-                           ) from exc
+        output = str(exc).rpartition("Compilation error:")[2].strip()
+        raise CompileError(
+            f"nvcc failed to build the kernels for {arch}:\n{nvcc_errors(output)}",
+            "if nvcc names the arch, check `nvcc --list-gpu-arch`; otherwise TVM wrote CUDA "
+            "this nvcc rejects: report it with the model's `xpuport inspect` output",
+        ) from exc
+
+
+def nvcc_errors(output: str, limit: int = 2000) -> str:
+    """nvcc's error lines, each with the two lines that show where; warnings are dropped
+    (TVM's CUDA preamble yields dozens, which pushed the error out of the message)."""
+    lines = output.splitlines()
+    found = [index for index, line in enumerate(lines) if ": error" in line]
+    shown = "\n".join("\n".join(lines[i:i + 3]) for i in found)
+    return (shown or output)[-limit:]
 
 
 def compile_cuda_ieee(code: str, target_format: str, arch: list[str] | None = None) -> bytes:

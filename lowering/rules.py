@@ -182,4 +182,6 @@ RULES: dict[str, Rule] = {
     # int32 means in int64; half-precision batch norms in float32 (more exact than half)
     "ReduceMean": partial(widened, to=onnx.TensorProto.INT64),
     "BatchNormalization": partial(widened, to=onnx.TensorProto.FLOAT),
+    # float16 ops a backend cannot build (cuda: backends/cuda.HALF_FUNCTIONS_MISSING)
+    **{op: partial(widened, to=onnx.TensorProto.FLOAT) for op in ("Sinh", "Cosh", "Round")},
 }

@@ -12,6 +12,7 @@ from onnx.reference import ReferenceEvaluator
 
 from xpuport.backends.base import Support
 from xpuport.backends.cpu import CpuBackend
+from xpuport.backends.cuda import CudaBackend
 from xpuport.hw_profiles import load_profile
 from xpuport.ir.canonicalize import canonicalize
 from xpuport.lowering.decompose import decompose
@@ -213,3 +214,18 @@ def test_the_half_batch_norm_rule_computes_in_float32_and_returns_float16():
     expected = (x.astype(np.float64) - mean) / np.sqrt(var + 1e-3) * scale + bias
     assert result.dtype == np.float16
     np.testing.assert_allclose(result, expected, rtol=2 ** -10, atol=2 ** -10)
+
+
+@pytest.mark.parametrize("op", ["Sinh", "Cosh", "Round"])
+def test_the_float32_rules_for_float16_ops_cuda_cannot_build(op):
+    """Computed in float32 and rounded once to float16: at least as exact as in float16."""
+    model = _model([helper.make_node(op, ["x"], ["y"], name="n")],
+                   [("x", TensorProto.FLOAT16, [16])], [("y", TensorProto.FLOAT16, [16])])
+    decomposed, done = decompose(canonicalize(model), CudaBackend(),
+                                 load_profile("nvidia/h100"))
+    assert [d.via for d in done] == ["xpuport-rule"]
+    x = np.concatenate([np.arange(-2.5, 3.0, 0.5), RNG.uniform(-4, 4, 5)]).astype(np.float16)
+    result = ort.InferenceSession(decomposed.SerializeToString()).run(None, {"x": x})[0]
+    exact = getattr(np, op.lower() if op != "Round" else "round")(x.astype(np.float64))
+    assert result.dtype == np.float16
+    np.testing.assert_array_equal(result, exact.astype(np.float16))

@@ -161,6 +161,35 @@ def test_tf32_flags_are_restored_when_the_kernel_raises():
     assert _tf32_flags() == before
 
 
+@needs_nvcc
+@pytest.mark.parametrize("op", sorted(cuda.HALF_FUNCTIONS_MISSING))
+def test_float16_ops_cuda_has_no_half_function_for_compile_in_float32(op, tmp_path):
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], op,
+                              [value("x", TensorProto.FLOAT16, [3, 4])],
+                              [value("y", TensorProto.FLOAT16, [3, 4])])
+    path = tmp_path / f"{op}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    xpuport.compile(str(path), "cuda", "nvidia/h100", tmp_path / "out", use_cache=False)
+    placement = json.loads((tmp_path / "out" / "placement.json").read_text())
+    assert [(d["op"], d["via"]) for d in placement["decomposed"]] == [(op, "xpuport-rule")]
+    assert {n["op"] for n in placement["nodes"]} == {"Cast", op}
+
+
+def test_nvcc_errors_keep_the_error_and_drop_the_warnings():
+    output = "\n".join([
+        'k.cu(52): warning #177-D: function "__pack_half2" was declared but never referenced',
+        "  static inline half __pack_half2(half x);", "  ^",
+        'k.cu(127): error: identifier "hsinh" is undefined',
+        "  y[i] = hsinh(x[i]);", "         ^",
+        *[f'k.cu({n}): warning #177-D: function "h{n}" was declared but never referenced'
+          for n in range(200)],
+        '1 error detected in the compilation of "k.cu".'])
+    shown = cuda.nvcc_errors(output)
+    assert shown.startswith('k.cu(127): error: identifier "hsinh" is undefined')
+    assert "hsinh(x[i])" in shown and "warning" not in shown
+
+
 def test_a_profile_of_another_target_kind_is_refused():
     with pytest.raises(ProfileError, match="targets 'rocm', not 'cuda'"):
         CudaBackend().target(load_profile("amd/mi300x"))
