@@ -71,6 +71,10 @@ def _known_defect(node: ir.Node) -> str:
     if op == "IsInf" and 0 in (node.attributes.get_int("detect_positive", 1),
                                node.attributes.get_int("detect_negative", 1)):
         return "ignores detect_positive/detect_negative: both infinities match"
+    if op in ("IsInf", "IsNaN") and _dtype(node) == "bfloat16":
+        return "tests finiteness, which TVM builds for no bfloat16"
+    if op in ("Cast", "CastLike") and _dtype(node) == "bfloat16" and _to_integer(node):
+        return "to an integer tests finiteness, which TVM builds for no bfloat16"
     if op == "OneHot" and _dtype(node, 2) not in ("float64", "int64"):
         return "returns float64/int64 instead of the dtype of its values input"
     if op == "ReduceMean" and _dtype(node) == "int32":
@@ -102,6 +106,14 @@ def _normalizes_last_axis(node: ir.Node) -> bool:
     axis = node.attributes.get_int("axis")
     axis = -1 if axis is None else axis
     return axis == -1 or (shape is not None and axis == len(shape) - 1)
+
+
+def _to_integer(node: ir.Node) -> bool:
+    """A Cast's `to`, or a CastLike's target input, is an integer type."""
+    if node.op_type == "Cast":
+        to = node.attributes.get_int("to")
+        return to is not None and ir.DataType(to).is_integer()
+    return _dtype(node, 1).startswith(("int", "uint"))
 
 
 def _dtype(node: ir.Node, index: int = 0) -> str:

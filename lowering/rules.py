@@ -128,7 +128,10 @@ def reverse_sequence(node: NodeProto, graph: GraphView) -> list[NodeProto] | Non
 
 
 def is_inf(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
-    """IsInf(x) and x > 0 (or x < 0); neither sign: x < x, false everywhere, nan included."""
+    """IsInf(x) and x > 0 (or x < 0); neither sign: x < x, false everywhere, nan included.
+    bfloat16 (which TVM tests for no finiteness): in float32, then as above."""
+    if graph.dtype(node.input[0]) == onnx.TensorProto.BFLOAT16:
+        return from_float32(node, graph)
     v = partial(local, node)
     positive, negative = (_attribute(node, "detect_positive", 1),
                           _attribute(node, "detect_negative", 1))
@@ -173,11 +176,23 @@ def widened(node: NodeProto, graph: GraphView, to: int) -> list[NodeProto] | Non
             inner, helper.make_node("Cast", [v("wide")], [node.output[0]], to=dtype)]
 
 
+def from_float32(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
+    """The node on its first input cast to float32 (exact from bfloat16 and float16); its
+    output, of another type (bool, an integer), is left as the node makes it."""
+    v = partial(local, node)
+    inner = helper.make_node(node.op_type, [v("wide"), *node.input[1:]], list(node.output))
+    inner.attribute.extend(node.attribute)
+    return [helper.make_node("Cast", [node.input[0]], [v("wide")], to=onnx.TensorProto.FLOAT),
+            inner]
+
+
 RULES: dict[str, Rule] = {
     "LpNormalization": lp_normalization,
     "CumProd": cum_prod,
     "ReverseSequence": reverse_sequence,
     "IsInf": is_inf,
+    # bfloat16 finiteness tests, and casts to integers (which test finiteness)
+    **{op: from_float32 for op in ("IsNaN", "Cast", "CastLike")},
     "OneHot": one_hot,
     # int32 means in int64; half-precision batch norms in float32 (more exact than half)
     "ReduceMean": partial(widened, to=onnx.TensorProto.INT64),

@@ -3,6 +3,7 @@ only where every node of the replacement runs on the backend, computing the same
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -229,3 +230,21 @@ def test_the_float32_rules_for_float16_ops_cuda_cannot_build(op):
     exact = getattr(np, op.lower() if op != "Round" else "round")(x.astype(np.float64))
     assert result.dtype == np.float16
     np.testing.assert_array_equal(result, exact.astype(np.float16))
+
+
+@pytest.mark.parametrize(("op", "attributes", "out_type"), [
+    ("IsNaN", {}, TensorProto.BOOL), ("IsInf", {}, TensorProto.BOOL),
+    ("IsInf", {"detect_negative": 0}, TensorProto.BOOL),
+    ("Cast", {"to": TensorProto.INT32}, TensorProto.INT32)])
+def test_bfloat16_finiteness_tests_run_in_float32(op, attributes, out_type):
+    model = _model([helper.make_node(op, ["x"], ["y"], name="n", **attributes)],
+                   [("x", TensorProto.BFLOAT16, [6])], [("y", out_type, [6])])
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert done and done[0].via == "xpuport-rule"
+    x = np.array([np.inf, -np.inf, np.nan, 0.0, -2.5, 3.0], np.float32)
+    if op == "Cast":
+        x = x[3:].repeat(2)  # finite values: a cast of inf or nan to int32 is undefined
+    feeds = {"x": x.astype(ml_dtypes.bfloat16)}
+    (expected,) = ReferenceEvaluator(model).run(None, feeds)
+    (actual,) = ReferenceEvaluator(decomposed).run(None, feeds)
+    np.testing.assert_array_equal(actual, expected)
