@@ -30,7 +30,9 @@ class _ReluKeepingNan(PyExprMutator):  # type: ignore[misc]  # TVM's mutator bas
         call = super().visit_call_(call)
         if (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.relu"
                 and isinstance(call.ty, relax.TensorType) and "float" in str(call.ty.dtype)):
-            return self.builder_.call_te(_relu_keeping_nan, call.args[0])
+            # named as TVM names its relu, so fused kernels keep their names (fused_add_relu)
+            return self.builder_.call_te(_relu_keeping_nan, call.args[0],
+                                         primfunc_name_hint="relu")
         return call
 
 
