@@ -31,6 +31,19 @@ CONSTANT_INPUTS: dict[str, dict[int, str]] = {
 }
 
 
+# Ops TVM 0.27 fails to import or build, or types wrong, in a half-precision type and gets
+# right in float32 (measured: the ops suite on llvm; cuda failed the same ones on the H200);
+# lowering computes them in float32 instead. Not here: Sinh and Cosh, which llvm builds in no
+# float type (cuda: backends/cuda.py), and bfloat16 Expand, whose casts fail the same way.
+FAILS_IN: dict[str, frozenset[str]] = {
+    "float16": frozenset({"Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "LRN", "Selu",
+                          "ThresholdedRelu", "BatchNormalization"}),
+    "bfloat16": frozenset({"ArgMax", "ArgMin", "Hardmax", "Clip", "LRN", "PRelu", "Pow", "Mod",
+                           "QuantizeLinear", "DequantizeLinear", "IsInf", "IsNaN",
+                           "BatchNormalization"}),
+}
+
+
 @cache
 def importable_ops() -> frozenset[str]:
     """Ops of the default ONNX domain that TVM's importer has a converter for."""
@@ -71,16 +84,15 @@ def _known_defect(node: ir.Node) -> str:
     if op == "IsInf" and 0 in (node.attributes.get_int("detect_positive", 1),
                                node.attributes.get_int("detect_negative", 1)):
         return "ignores detect_positive/detect_negative: both infinities match"
-    if op in ("IsInf", "IsNaN") and _dtype(node) == "bfloat16":
-        return "tests finiteness, which TVM builds for no bfloat16"
+    for half in ("float16", "bfloat16"):
+        if op in FAILS_IN[half] and half in node_dtypes(node):
+            return f"fails in {half} (its import or build: ops suite, llvm and cuda)"
     if op in ("Cast", "CastLike") and _dtype(node) == "bfloat16" and _to_integer(node):
         return "to an integer tests finiteness, which TVM builds for no bfloat16"
     if op == "OneHot" and _dtype(node, 2) not in ("float64", "int64"):
         return "returns float64/int64 instead of the dtype of its values input"
     if op == "ReduceMean" and _dtype(node) == "int32":
         return "returns int64 for int32"
-    if op == "BatchNormalization" and _dtype(node) in ("float16", "bfloat16"):
-        return "computes float16/bfloat16 inputs in float32 and returns float32"
     if op in _REDUCES and _reduces_an_empty_axis(node):
         return ("leaves a reduction over an empty axis uninitialized (ONNX defines it as the "
                 "reduction's identity)")

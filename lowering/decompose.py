@@ -18,7 +18,7 @@ from onnx import AttributeProto, FunctionProto, NodeProto, defs
 from xpuport.backends.base import Backend
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.ir.canonicalize import canonicalize
-from xpuport.lowering.rules import RULES, GraphView
+from xpuport.lowering.rules import RULES, GraphView, has_half_values, in_float32
 
 MAX_DEPTH = 3  # function bodies of function bodies of ...: deep enough for ONNX's own
 SEPARATOR = "/"
@@ -124,14 +124,20 @@ def _fresh(name: str, taken: set[str]) -> str:
 
 
 def _candidates(model: onnx.ModelProto, node: NodeProto) -> list[tuple[str, list[NodeProto]]]:
-    """Replacements for `node`, best first: its ONNX function body, then xpuport's rule."""
+    """Replacements for `node`, best first: its ONNX function body, xpuport's rule for the op,
+    then (for float16/bfloat16 values) the node computed in float32."""
     found = []
     body = function_body(model, node)
     if body is not None:
         found.append(("onnx-function", inline(node, body)))
-    rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-    if rule is not None:
-        nodes = rule(node, GraphView(model))
+    if node.domain not in ("", "ai.onnx"):
+        return found
+    graph = GraphView(model)
+    rules = [RULES[node.op_type]] if node.op_type in RULES else []
+    if has_half_values(node, graph):  # what fails in float16/bfloat16 may build in float32
+        rules.append(in_float32)
+    for rule in rules:
+        nodes = rule(node, graph)
         if nodes is not None:
             found.append(("xpuport-rule", _prefixed(node, nodes)))  # values named by the rule
     return found

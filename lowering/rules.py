@@ -128,14 +128,13 @@ def reverse_sequence(node: NodeProto, graph: GraphView) -> list[NodeProto] | Non
 
 
 def is_inf(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
-    """IsInf(x) and x > 0 (or x < 0); neither sign: x < x, false everywhere, nan included.
-    bfloat16 (which TVM tests for no finiteness): in float32, then as above."""
-    if graph.dtype(node.input[0]) == onnx.TensorProto.BFLOAT16:
-        return from_float32(node, graph)
+    """IsInf(x) and x > 0 (or x < 0); neither sign: x < x, false everywhere, nan included."""
     v = partial(local, node)
     positive, negative = (_attribute(node, "detect_positive", 1),
                           _attribute(node, "detect_negative", 1))
     x, out = node.input[0], node.output[0]
+    if positive and negative:
+        return None  # both signs: IsInf as it is (declined for its dtype, not its signs)
     if not positive and not negative:
         return [helper.make_node("Less", [x, x], [out])]
     zero = np.zeros((), helper.tensor_dtype_to_np_dtype(graph.dtype(x)))
@@ -176,14 +175,33 @@ def widened(node: NodeProto, graph: GraphView, to: int) -> list[NodeProto] | Non
             inner, helper.make_node("Cast", [v("wide")], [node.output[0]], to=dtype)]
 
 
-def from_float32(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
-    """The node on its first input cast to float32 (exact from bfloat16 and float16); its
-    output, of another type (bool, an integer), is left as the node makes it."""
+_HALF = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+
+
+def has_half_values(node: NodeProto, graph: GraphView) -> bool:
+    return any(graph.dtype(name) in _HALF for name in [*node.input, *node.output] if name)
+
+
+def in_float32(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
+    """The node on float32: each float16/bfloat16 input cast up (exact), each float16/bfloat16
+    output cast back once (at least as exact as computing in half); other inputs and outputs
+    (indices, bool, integers) as they are."""
     v = partial(local, node)
-    inner = helper.make_node(node.op_type, [v("wide"), *node.input[1:]], list(node.output))
+    out_types = [graph.dtype(name) for name in node.output]
+    if not all(out_types):
+        return None
+    casts_in = [helper.make_node("Cast", [name], [v(f"in{i}")], to=onnx.TensorProto.FLOAT)
+                for i, name in enumerate(node.input) if name and graph.dtype(name) in _HALF]
+    inputs = [v(f"in{i}") if name and graph.dtype(name) in _HALF else name
+              for i, name in enumerate(node.input)]
+    outputs = [v(f"out{k}") if t in _HALF else name
+               for k, (name, t) in enumerate(zip(node.output, out_types, strict=True))]
+    inner = helper.make_node(node.op_type, inputs, outputs)
     inner.attribute.extend(node.attribute)
-    return [helper.make_node("Cast", [node.input[0]], [v("wide")], to=onnx.TensorProto.FLOAT),
-            inner]
+    casts_out = [helper.make_node("Cast", [v(f"out{k}")], [name], to=t)
+                 for k, (name, t) in enumerate(zip(node.output, out_types, strict=True))
+                 if t in _HALF]
+    return [*casts_in, inner, *casts_out]
 
 
 RULES: dict[str, Rule] = {
@@ -191,12 +209,6 @@ RULES: dict[str, Rule] = {
     "CumProd": cum_prod,
     "ReverseSequence": reverse_sequence,
     "IsInf": is_inf,
-    # bfloat16 finiteness tests, and casts to integers (which test finiteness)
-    **{op: from_float32 for op in ("IsNaN", "Cast", "CastLike")},
     "OneHot": one_hot,
-    # int32 means in int64; half-precision batch norms in float32 (more exact than half)
-    "ReduceMean": partial(widened, to=onnx.TensorProto.INT64),
-    "BatchNormalization": partial(widened, to=onnx.TensorProto.FLOAT),
-    # float16 ops a backend cannot build (cuda: backends/cuda.HALF_FUNCTIONS_MISSING)
-    **{op: partial(widened, to=onnx.TensorProto.FLOAT) for op in ("Sinh", "Cosh", "Round")},
+    "ReduceMean": partial(widened, to=onnx.TensorProto.INT64),  # int32 means, in int64
 }
