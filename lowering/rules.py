@@ -204,6 +204,20 @@ def in_float32(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
     return [*casts_in, inner, *casts_out]
 
 
+def power(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
+    """Base and exponent in float64 and the result cast back to the base's type: exact for
+    integers below 2**53, one rounding for floats, whatever the exponent's type."""
+    v = partial(local, node)
+    base = graph.dtype(node.input[0])
+    if not base:
+        return None
+    double = onnx.TensorProto.DOUBLE
+    return [helper.make_node("Cast", [node.input[0]], [v("base")], to=double),
+            helper.make_node("Cast", [node.input[1]], [v("exponent")], to=double),
+            helper.make_node("Pow", [v("base"), v("exponent")], [v("power")]),
+            helper.make_node("Cast", [v("power")], [node.output[0]], to=base)]
+
+
 RULES: dict[str, Rule] = {
     "LpNormalization": lp_normalization,
     "CumProd": cum_prod,
@@ -211,4 +225,5 @@ RULES: dict[str, Rule] = {
     "IsInf": is_inf,
     "OneHot": one_hot,
     "ReduceMean": partial(widened, to=onnx.TensorProto.INT64),  # int32 means, in int64
+    "Pow": power,
 }

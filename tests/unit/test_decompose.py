@@ -278,3 +278,19 @@ def test_half_precision_nodes_tvm_cannot_build_are_decomposed(op, half, extra, a
     assert actual.dtype == expected.dtype
     np.testing.assert_allclose(actual.astype(np.float64), expected.astype(np.float64),
                                rtol=2 ** -7, atol=2 ** -7)
+
+
+@pytest.mark.parametrize(("base_type", "exponent_type"), [
+    (TensorProto.FLOAT, TensorProto.INT64), (TensorProto.INT32, TensorProto.INT32),
+    (TensorProto.INT64, TensorProto.INT64)])
+def test_the_pow_rule_for_integer_exponents_and_bases(base_type, exponent_type):
+    nodes = [helper.make_node("Pow", ["x", "e"], ["y"], name="n")]
+    model = _model(nodes, [("x", base_type, [4, 5]), ("e", exponent_type, [4, 5])],
+                   [("y", base_type, [4, 5])])
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert [d.via for d in done] == ["xpuport-rule"]
+    base_np = helper.tensor_dtype_to_np_dtype(base_type)
+    feeds = {"x": RNG.integers(-5, 6, (4, 5)).astype(base_np),
+             "e": RNG.integers(0, 5, (4, 5)).astype(helper.tensor_dtype_to_np_dtype(
+                 exponent_type))}
+    _exactly_as_onnxruntime(model, decomposed, feeds)
