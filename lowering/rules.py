@@ -218,6 +218,13 @@ def power(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
             helper.make_node("Cast", [v("power")], [node.output[0]], to=base)]
 
 
+def bool_equal(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
+    """a == b on bools: not (a xor b)."""
+    v = partial(local, node)
+    return [helper.make_node("Xor", list(node.input), [v("differ")]),
+            helper.make_node("Not", [v("differ")], [node.output[0]])]
+
+
 RULES: dict[str, Rule] = {
     "LpNormalization": lp_normalization,
     "CumProd": cum_prod,
@@ -226,4 +233,5 @@ RULES: dict[str, Rule] = {
     "OneHot": one_hot,
     "ReduceMean": partial(widened, to=onnx.TensorProto.INT64),  # int32 means, in int64
     "Pow": power,
+    "Equal": bool_equal,  # declined for bools only
 }

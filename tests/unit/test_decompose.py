@@ -294,3 +294,25 @@ def test_the_pow_rule_for_integer_exponents_and_bases(base_type, exponent_type):
              "e": RNG.integers(0, 5, (4, 5)).astype(helper.tensor_dtype_to_np_dtype(
                  exponent_type))}
     _exactly_as_onnxruntime(model, decomposed, feeds)
+
+
+def test_bool_equal_is_not_xor():
+    model = _model([helper.make_node("Equal", ["a", "b"], ["y"], name="n")],
+                   [("a", TensorProto.BOOL, [4]), ("b", TensorProto.BOOL, [4])],
+                   [("y", TensorProto.BOOL, [4])])
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert [d.via for d in done] == ["xpuport-rule"]
+    _exactly_as_onnxruntime(model, decomposed, {"a": np.array([0, 0, 1, 1], bool),
+                                                "b": np.array([0, 1, 0, 1], bool)})
+
+
+def test_integer_prelu_takes_its_onnx_function_body():
+    nodes = [helper.make_node("PRelu", ["x", "slope"], ["y"], name="n")]
+    model = _model(nodes, [("x", TensorProto.INT32, [2, 3])], [("y", TensorProto.INT32, [2, 3])],
+                   [numpy_helper.from_array(np.array([2, -1, 3], np.int32), "slope")])
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert [d.via for d in done] == ["onnx-function"]
+    feeds = {"x": np.array([[-3, 0, 4], [5, -2, -1]], np.int32)}
+    (expected,) = ReferenceEvaluator(model).run(None, feeds)
+    (actual,) = ReferenceEvaluator(decomposed).run(None, feeds)
+    np.testing.assert_array_equal(actual, expected)
