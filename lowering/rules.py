@@ -1,9 +1,10 @@
-"""xpuport's own decompositions: ONNX ops that have no function body and no TVM converter,
-rewritten as ONNX ops that have one. A rule returns the replacement nodes, or None when it
-does not apply to this node (a dynamic shape, a non-constant axis); it names its inner values
-under the node's name (`local`), so they never meet a name of the graph. Every rule is exact
-up to the rounding of the ops it uses, and each is checked against onnxruntime in the unit
-tests.
+"""xpuport's own decompositions: ONNX ops that have no function body and no TVM converter, or
+whose converter fails or computes wrong in some types, rewritten as ONNX ops TVM gets right.
+A rule returns the replacement nodes, or None when it does not apply to this node (a dynamic
+shape, a non-constant axis, another dtype); it names its inner values under the node's name
+(`local`), so they never meet a name of the graph. Every rule is exact up to the rounding of
+the ops it uses (a float16/bfloat16 result computed in float32 is rounded once), and each is
+checked against onnxruntime, or ONNX's reference evaluator, in the unit tests.
 """
 
 from __future__ import annotations
@@ -220,6 +221,8 @@ def power(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
 
 def bool_equal(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
     """a == b on bools: not (a xor b)."""
+    if graph.dtype(node.input[0]) != onnx.TensorProto.BOOL:
+        return None
     v = partial(local, node)
     return [helper.make_node("Xor", list(node.input), [v("differ")]),
             helper.make_node("Not", [v("differ")], [node.output[0]])]
@@ -233,5 +236,5 @@ RULES: dict[str, Rule] = {
     "OneHot": one_hot,
     "ReduceMean": partial(widened, to=onnx.TensorProto.INT64),  # int32 means, in int64
     "Pow": power,
-    "Equal": bool_equal,  # declined for bools only
+    "Equal": bool_equal,
 }
