@@ -1,5 +1,6 @@
 """Coverage before fallback: a node the backend declines is replaced by simpler ONNX nodes
-(its ONNX function body, else one of xpuport's own rules in rules.py) when every node of
+(its ONNX function body, else one of xpuport's own rules in rules.py, else, for float16 or
+bfloat16 values, the node computed in float32 between casts) when every node of
 the replacement runs on the backend, expanded again where needed. Otherwise it stays as it
 is, and placement sends it to the host. Each replacement is recorded, and its nodes are named
 `<node>/<op>_<k>` so that the placement can say where they came from.
