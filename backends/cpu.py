@@ -12,7 +12,13 @@ import onnx_ir as ir
 import tvm
 
 from xpuport.backends import host_kernels
-from xpuport.backends.base import CompileOptions, Support, TvmBackend, built_target
+from xpuport.backends.base import (
+    CompileOptions,
+    Support,
+    TvmBackend,
+    built_target,
+    node_dtypes,
+)
 from xpuport.backends.cpu_fast_math import fast_math
 from xpuport.backends.cpu_schedules import (
     cpu_pipeline_with_schedules,
@@ -125,6 +131,9 @@ class CpuBackend(TvmBackend):
         return f"generic/{level}" if level else base
 
     def supports(self, node: ir.Node, profile: HardwareProfile) -> Support:
+        if node.op_type in ("Sinh", "Cosh") and node_dtypes(node) & {"float16", "float32"}:
+            return Support.no(f"TVM 0.27 builds {node.op_type} for no vectorized x86 level "
+                              "(unknown intrinsic); computed through exp in float64")
         return lowering_support(node, profile)
 
     def target(self, profile: HardwareProfile) -> Any:

@@ -38,7 +38,8 @@ from xpuport.hw_profiles import HardwareProfile
 from xpuport.lowering.library import dispatch_pass
 
 # float16 ops whose CUDA TVM writes as h<name>(x), which CUDA's fp16 header does not define:
-# nvcc refuses the whole module. lowering/rules.py computes them in float32 instead.
+# nvcc refuses the whole module. Declined, they are computed in float32 (Round) or through exp
+# in float64 (Sinh and Cosh: lowering/rules.hyperbolic) instead.
 HALF_FUNCTIONS_MISSING = {"Sinh": "hsinh", "Cosh": "hcosh", "Round": "hnearbyint"}
 _NO_FAST_MATH_ENV = "TVM_CUDA_NVCC_NO_FAST_MATH"  # read by tvm.support.nvcc on each call
 _PREBUILT: dict[str, bytes] = {}  # source digest -> fatbin, from the artifacts loaded so far

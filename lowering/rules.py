@@ -228,6 +228,37 @@ def bool_equal(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
             helper.make_node("Not", [v("differ")], [node.output[0]])]
 
 
+def hyperbolic(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
+    """cosh = (e^x + e^-x) / 2 and sinh = (e^x - e^-x) / 2 in float64, sinh as x + x^3/6 below
+    |x| = 1e-4 (where the difference would cancel), cast back once to the input's type."""
+    v = partial(local, node)
+    dtype = graph.dtype(node.input[0])
+    if not dtype:
+        return None
+    double = onnx.TensorProto.DOUBLE
+    nodes = [helper.make_node("Cast", [node.input[0]], [v("x")], to=double),
+             _constant(v("half"), np.array(0.5)),
+             helper.make_node("Exp", [v("x")], [v("up")]),
+             helper.make_node("Neg", [v("x")], [v("minus_x")]),
+             helper.make_node("Exp", [v("minus_x")], [v("down")])]
+    if node.op_type == "Cosh":
+        return [*nodes, helper.make_node("Add", [v("up"), v("down")], [v("sum")]),
+                helper.make_node("Mul", [v("sum"), v("half")], [v("wide")]),
+                helper.make_node("Cast", [v("wide")], [node.output[0]], to=dtype)]
+    return [*nodes, _constant(v("sixth"), np.array(1 / 6)),
+            _constant(v("small"), np.array(1e-4)),
+            helper.make_node("Sub", [v("up"), v("down")], [v("difference")]),
+            helper.make_node("Mul", [v("difference"), v("half")], [v("large_x")]),
+            helper.make_node("Mul", [v("x"), v("x")], [v("square")]),
+            helper.make_node("Mul", [v("square"), v("sixth")], [v("cube_term")]),
+            helper.make_node("Mul", [v("cube_term"), v("x")], [v("cube")]),
+            helper.make_node("Add", [v("x"), v("cube")], [v("small_x")]),
+            helper.make_node("Abs", [v("x")], [v("size")]),
+            helper.make_node("Less", [v("size"), v("small")], [v("is_small")]),
+            helper.make_node("Where", [v("is_small"), v("small_x"), v("large_x")], [v("wide")]),
+            helper.make_node("Cast", [v("wide")], [node.output[0]], to=dtype)]
+
+
 RULES: dict[str, Rule] = {
     "LpNormalization": lp_normalization,
     "CumProd": cum_prod,
@@ -237,4 +268,6 @@ RULES: dict[str, Rule] = {
     "ReduceMean": partial(widened, to=onnx.TensorProto.INT64),  # int32 means, in int64
     "Pow": power,
     "Equal": bool_equal,
+    "Sinh": hyperbolic,
+    "Cosh": hyperbolic,
 }

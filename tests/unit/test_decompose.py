@@ -316,3 +316,19 @@ def test_integer_prelu_takes_its_onnx_function_body():
     (expected,) = ReferenceEvaluator(model).run(None, feeds)
     (actual,) = ReferenceEvaluator(decomposed).run(None, feeds)
     np.testing.assert_array_equal(actual, expected)
+
+
+@pytest.mark.parametrize("op", ["Sinh", "Cosh"])
+@pytest.mark.parametrize(("dtype", "ulp"), [(TensorProto.FLOAT, 2 ** -23),
+                                            (TensorProto.FLOAT16, 2 ** -10)])
+def test_the_hyperbolic_rule_on_cpu_rounds_float64_once(op, dtype, ulp):
+    model = _model([helper.make_node(op, ["x"], ["y"], name="n")], [("x", dtype, [9])],
+                   [("y", dtype, [9])])
+    decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
+    assert [d.via for d in done] == ["xpuport-rule"]
+    np_type = helper.tensor_dtype_to_np_dtype(dtype)
+    x = np.array([0.0, 1e-6, -3e-5, 0.5, -1.0, 4.0, -9.0, np.inf, np.nan], np_type)
+    (actual,) = ReferenceEvaluator(decomposed).run(None, {"x": x})
+    exact = getattr(np, op.lower())(x.astype(np.float64))
+    assert actual.dtype == np_type
+    np.testing.assert_allclose(actual, exact.astype(np_type), rtol=ulp, atol=0)
