@@ -89,13 +89,13 @@ def _known_defect(node: ir.Node) -> str:
             return f"fails in {half} (its import or build: ops suite, llvm and cuda)"
     if op in ("Cast", "CastLike") and _dtype(node) == "bfloat16" and _to_integer(node):
         return "to an integer tests finiteness, which TVM builds for no bfloat16"
-    if op == "PRelu" and _dtype(node).startswith(("int", "uint")):
+    if op == "PRelu" and _integer(_dtype(node)):
         return "takes float inputs only"
     if op == "Equal" and _dtype(node) == "bool":
         return "builds bool comparisons LLVM rejects"
     if op == "Pow" and _dtype(node, 1) and _dtype(node, 1) != _dtype(node):
         return "needs the exponent in the base's dtype (an int64 exponent fails its import)"
-    if op == "Pow" and _dtype(node).startswith(("int", "uint")):
+    if op == "Pow" and _integer(_dtype(node)):
         return "builds power for float types only"
     if op == "OneHot" and _dtype(node, 2) not in ("float64", "int64"):
         return "returns float64/int64 instead of the dtype of its values input"
@@ -133,7 +133,11 @@ def _to_integer(node: ir.Node) -> bool:
     if node.op_type == "Cast":
         to = node.attributes.get_int("to")
         return to is not None and ir.DataType(to).is_integer()
-    return _dtype(node, 1).startswith(("int", "uint"))
+    return _integer(_dtype(node, 1))
+
+
+def _integer(dtype: str) -> bool:
+    return dtype.startswith(("int", "uint"))
 
 
 def _dtype(node: ir.Node, index: int = 0) -> str:

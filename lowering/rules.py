@@ -9,7 +9,7 @@ checked against onnxruntime, or ONNX's reference evaluator, in the unit tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 
 import numpy as np
@@ -161,19 +161,28 @@ def one_hot(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
             helper.make_node("Cast", [v("wide")], [node.output[0]], to=dtype)]
 
 
-def widened(node: NodeProto, graph: GraphView, to: int) -> list[NodeProto] | None:
-    """The node computed on its first inputs cast to `to` (exactly: a wider type), and its
-    one output cast back; inputs past the float ones (axes) pass as they are."""
-    if len(node.output) != 1:
-        return None
+def computed_in(node: NodeProto, graph: GraphView, narrow: Collection[int],
+                wide: int) -> list[NodeProto] | None:
+    """The node on `wide` values: each input of a `narrow` type cast up (exactly), each output
+    of a `narrow` type cast back once; other inputs and outputs (axes, indices, bools) as they
+    are. None where an output's type is unknown."""
     v = partial(local, node)
-    dtype = graph.dtype(node.input[0])
-    cast = [i for i, name in enumerate(node.input) if name and graph.dtype(name) == dtype]
-    inputs = [v(f"in{i}") if i in cast else name for i, name in enumerate(node.input)]
-    inner = helper.make_node(node.op_type, inputs, [v("wide")])
+    out_types = [graph.dtype(name) for name in node.output]
+    if not all(out_types):
+        return None
+    cast_in = [bool(name) and graph.dtype(name) in narrow for name in node.input]
+    inner = helper.make_node(
+        node.op_type, [v(f"in{i}") if up else name
+                       for i, (name, up) in enumerate(zip(node.input, cast_in, strict=True))],
+        [v(f"out{k}") if t in narrow else name
+         for k, (name, t) in enumerate(zip(node.output, out_types, strict=True))])
     inner.attribute.extend(node.attribute)
-    return [*(helper.make_node("Cast", [node.input[i]], [v(f"in{i}")], to=to) for i in cast),
-            inner, helper.make_node("Cast", [v("wide")], [node.output[0]], to=dtype)]
+    return [*(helper.make_node("Cast", [name], [v(f"in{i}")], to=wide)
+              for i, (name, up) in enumerate(zip(node.input, cast_in, strict=True)) if up),
+            inner,
+            *(helper.make_node("Cast", [v(f"out{k}")], [name], to=t)
+              for k, (name, t) in enumerate(zip(node.output, out_types, strict=True))
+              if t in narrow)]
 
 
 _HALF = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
@@ -184,39 +193,17 @@ def has_half_values(node: NodeProto, graph: GraphView) -> bool:
 
 
 def in_float32(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
-    """The node on float32: each float16/bfloat16 input cast up (exact), each float16/bfloat16
-    output cast back once (at least as exact as computing in half); other inputs and outputs
-    (indices, bool, integers) as they are."""
-    v = partial(local, node)
-    out_types = [graph.dtype(name) for name in node.output]
-    if not all(out_types):
-        return None
-    casts_in = [helper.make_node("Cast", [name], [v(f"in{i}")], to=onnx.TensorProto.FLOAT)
-                for i, name in enumerate(node.input) if name and graph.dtype(name) in _HALF]
-    inputs = [v(f"in{i}") if name and graph.dtype(name) in _HALF else name
-              for i, name in enumerate(node.input)]
-    outputs = [v(f"out{k}") if t in _HALF else name
-               for k, (name, t) in enumerate(zip(node.output, out_types, strict=True))]
-    inner = helper.make_node(node.op_type, inputs, outputs)
-    inner.attribute.extend(node.attribute)
-    casts_out = [helper.make_node("Cast", [v(f"out{k}")], [name], to=t)
-                 for k, (name, t) in enumerate(zip(node.output, out_types, strict=True))
-                 if t in _HALF]
-    return [*casts_in, inner, *casts_out]
+    """The node on float32, its float16/bfloat16 results rounded once (at least as exact as
+    computing in half)."""
+    return computed_in(node, graph, _HALF, onnx.TensorProto.FLOAT)
 
 
 def power(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
     """Base and exponent in float64 and the result cast back to the base's type: exact for
     integers below 2**53, one rounding for floats, whatever the exponent's type."""
-    v = partial(local, node)
-    base = graph.dtype(node.input[0])
-    if not base:
-        return None
     double = onnx.TensorProto.DOUBLE
-    return [helper.make_node("Cast", [node.input[0]], [v("base")], to=double),
-            helper.make_node("Cast", [node.input[1]], [v("exponent")], to=double),
-            helper.make_node("Pow", [v("base"), v("exponent")], [v("power")]),
-            helper.make_node("Cast", [v("power")], [node.output[0]], to=base)]
+    types = {graph.dtype(node.input[0]), graph.dtype(node.input[1])} - {double}
+    return None if 0 in types else computed_in(node, graph, types, double)
 
 
 def bool_equal(node: NodeProto, graph: GraphView) -> list[NodeProto] | None:
@@ -265,7 +252,9 @@ RULES: dict[str, Rule] = {
     "ReverseSequence": reverse_sequence,
     "IsInf": is_inf,
     "OneHot": one_hot,
-    "ReduceMean": partial(widened, to=onnx.TensorProto.INT64),  # int32 means, in int64
+    # int32 means, in int64
+    "ReduceMean": partial(computed_in, narrow=(onnx.TensorProto.INT32,),
+                          wide=onnx.TensorProto.INT64),
     "Pow": power,
     "Equal": bool_equal,
     "Sinh": hyperbolic,

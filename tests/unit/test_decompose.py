@@ -159,6 +159,14 @@ def _exactly_as_onnxruntime(original, decomposed, feeds):
         np.testing.assert_array_equal(a, e)
 
 
+def _by_reference(original, decomposed, feeds):
+    """Both graphs' single output from ONNX's reference evaluator (onnxruntime lacks kernels
+    for some of these dtypes)."""
+    (expected,) = ReferenceEvaluator(original).run(None, feeds)
+    (actual,) = ReferenceEvaluator(decomposed).run(None, feeds)
+    return expected, actual
+
+
 @pytest.mark.parametrize(("positive", "negative"), [(1, 0), (0, 1), (0, 0)])
 def test_the_is_inf_rule_tells_the_signs_apart(positive, negative):
     model = _model([helper.make_node("IsInf", ["x"], ["y"], name="n",
@@ -182,8 +190,7 @@ def test_the_one_hot_rule_keeps_the_dtype_of_its_values(dtype, values):
     assert [d.via for d in done] == ["xpuport-rule"]
     # onnxruntime has no OneHot kernel for these dtypes: ONNX's reference evaluator has
     feeds = {"labels": np.array([0, 4, -1, 2], np.int64)}
-    (expected,) = ReferenceEvaluator(model).run(None, feeds)
-    (actual,) = ReferenceEvaluator(decomposed).run(None, feeds)
+    expected, actual = _by_reference(model, decomposed, feeds)
     assert actual.dtype == values.dtype
     np.testing.assert_array_equal(actual, expected)
 
@@ -245,8 +252,7 @@ def test_bfloat16_finiteness_tests_run_in_float32(op, attributes, out_type):
     if op == "Cast":
         x = x[3:].repeat(2)  # finite values: a cast of inf or nan to int32 is undefined
     feeds = {"x": x.astype(ml_dtypes.bfloat16)}
-    (expected,) = ReferenceEvaluator(model).run(None, feeds)
-    (actual,) = ReferenceEvaluator(decomposed).run(None, feeds)
+    expected, actual = _by_reference(model, decomposed, feeds)
     np.testing.assert_array_equal(actual, expected)
 
 
@@ -273,8 +279,7 @@ def test_half_precision_nodes_tvm_cannot_build_are_decomposed(op, half, extra, a
         assert sorted(n.op_type for n in decomposed.graph.node) == sorted(
             [op, "Cast", *(["Cast"] if out_type == half else [])])
     feeds = {"x": RNG.standard_normal((1, 3, 4, 2)).astype(half_np)}
-    (expected,) = ReferenceEvaluator(model).run(None, feeds)
-    (actual,) = ReferenceEvaluator(decomposed).run(None, feeds)
+    expected, actual = _by_reference(model, decomposed, feeds)
     assert actual.dtype == expected.dtype
     np.testing.assert_allclose(actual.astype(np.float64), expected.astype(np.float64),
                                rtol=2 ** -7, atol=2 ** -7)
@@ -313,8 +318,7 @@ def test_integer_prelu_takes_its_onnx_function_body():
     decomposed, done = decompose(canonicalize(model), CPU, PROFILE)
     assert [d.via for d in done] == ["onnx-function"]
     feeds = {"x": np.array([[-3, 0, 4], [5, -2, -1]], np.int32)}
-    (expected,) = ReferenceEvaluator(model).run(None, feeds)
-    (actual,) = ReferenceEvaluator(decomposed).run(None, feeds)
+    expected, actual = _by_reference(model, decomposed, feeds)
     np.testing.assert_array_equal(actual, expected)
 
 
