@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Sequence
@@ -31,11 +32,17 @@ from xpuport.hw_profiles import HardwareProfile
 from xpuport.lowering.channels_last import channels_last_pass
 from xpuport.lowering.column_blocks import column_blocks_pass
 from xpuport.lowering.conv_epilogue import EPILOGUE_OP, conv_epilogue_pass
-from xpuport.lowering.library import dispatch_pass, has_op, largest_matmul_macs
+from xpuport.lowering.library import (
+    dispatch_pass,
+    has_op,
+    largest_matmul_macs,
+    note_thread_pools,
+)
 from xpuport.lowering.linear_epilogue import LINEAR_OP, linear_pass
 from xpuport.lowering.relu_nan import relu_keeping_nan
 from xpuport.lowering.tuning import note_tuned_kernels
 from xpuport.lowering.tuning_apply import apply_records
+from xpuport.lowering.tvm_convs import convs_stay_in_tvm, hwio_weights_pass
 
 _PROFILE_BY_MACHINE = {
     "x86_64": "generic/x86-64",
@@ -71,21 +78,57 @@ def check_host_runs(target: dict[str, object], where: str) -> None:
         )
 
 
-def settle_tvm_threads() -> None:
-    """State TVM's thread count in TVM_NUM_THREADS, as TVM itself would choose it, where
-    neither it nor OMP_NUM_THREADS is set.
+# The count settle_tvm_threads last stated, to tell it from one the user set.
+_stated_threads: str | None = None
+
+
+def settle_tvm_threads(every_core: bool = False) -> None:
+    """State TVM's thread count in TVM_NUM_THREADS, where the user set neither it nor
+    OMP_NUM_THREADS: every core for a model none of whose library kernels starts a thread
+    pool (`every_core`), else the count TVM would choose itself.
 
     TVM chooses on every parallel kernel's launch: TVM_NUM_THREADS, else OMP_NUM_THREADS,
     else half of std::thread::hardware_concurrency() on x86 (it takes half the CPUs for
     hyper-threads), which glibc answers by reading sysfs. That read cost 10-14 us per
     parallel kernel on the 2-core AVX2 host, where TVM then runs the kernel on 1 thread:
     a 16,384-element elementwise kernel took 11-12 us instead of 2.3. Stated, the same
-    count costs a getenv."""
-    if "TVM_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in os.environ:
+    count costs a getenv. On that host a second TVM thread made models with library calls
+    slower (it contends with the libraries' spinning pools: the small CNN at batch 8 on
+    oneDNN 1.33x -> 1.88x onnxruntime), and a model without them faster (the same CNN
+    with TVM's convolutions, 1.83x -> 0.90x).
+
+    TVM sizes its pool (one per calling thread) at its first parallel launch and never
+    again, and runs a kernel serially while the count is 1: so the pool is made here, once,
+    with every core, and the count stated per model only decides whether it is used."""
+    global _stated_threads
+    current = os.environ.get("TVM_NUM_THREADS")
+    if "OMP_NUM_THREADS" in os.environ or (current is not None and current != _stated_threads):
         return
+    cores = _usable_cores()
+    if _stated_threads is None:
+        os.environ["TVM_NUM_THREADS"] = str(cores)
+        tvm.get_global_func("runtime.NumThreads")()  # makes this thread's pool
     cpus = os.cpu_count() or 1
     x86 = platform.machine().lower() in ("x86_64", "amd64")
-    os.environ["TVM_NUM_THREADS"] = str(max(1, cpus // 2 if x86 else cpus))
+    tvms_own = max(1, cpus // 2 if x86 else cpus)
+    _stated_threads = str(cores if every_core else tvms_own)
+    os.environ["TVM_NUM_THREADS"] = _stated_threads
+
+
+def _usable_cores() -> int:
+    """The CPUs this process may run on (its affinity, where the OS has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+def starts_no_thread_pool(folder: Path) -> bool:
+    """Whether the artifact in `folder` says none of its library kernels or host regions
+    starts a host thread pool (an artifact from before xpuport said so does not)."""
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return False
+    pools: object = json.loads(manifest.read_text()).get("host_thread_pools")
+    return pools == []
 
 
 # Library ops made by fusing a chain of Relax ops (the others replace one op each).
@@ -95,18 +138,27 @@ _FUSIONS = {EPILOGUE_OP: conv_epilogue_pass, LINEAR_OP: linear_pass}
 def host_dispatch(large_gemms_on_onednn: bool) -> Any:
     """A module pass sending conv and GEMM epilogues, then the other heavy ops, to the host's
     libraries (the GEMMs' chosen for the module: host_kernels.host_libraries), with the
-    convolutions first moved to NHWC where the conv library takes that. Large GEMMs
-    go to oneDNN only where `large_gemms_on_onednn` (see onednn_gemms_pay)."""
+    convolutions first moved to NHWC where the conv library or TVM takes that. A model
+    whose convolutions are all small keeps them in TVM (lowering/tvm_convs.py). Large GEMMs
+    go to oneDNN only where `large_gemms_on_onednn` (see onednn_gemms_pay). The thread
+    pools the library kernels start are noted for the manifest (settle_tvm_threads)."""
 
     @tvm.transform.module_pass(opt_level=0, name="xpuport.HostDispatch")  # type: ignore[untyped-decorator]
     def dispatch(module: Any, _context: Any) -> Any:
-        torch_gemms = has_op(module, "relax.nn.conv2d") or (
+        convs = has_op(module, "relax.nn.conv2d")
+        nhwc = channels_last_pass()(module) if convs else module
+        tvm_convs = convs_stay_in_tvm(nhwc)
+        torch_gemms = (convs and not tvm_convs) or (
             large_gemms_on_onednn
             and largest_matmul_macs(module) >= host_kernels.ONEDNN_GEMM_MACS)
-        libraries = host_kernels.host_libraries(torch_gemms)
-        layout = [channels_last_pass()] if any(lib.layout == "NHWC" for lib in libraries) else []
+        libraries = host_kernels.host_libraries(torch_gemms, convolutions=not tvm_convs)
+        if tvm_convs or any(lib.layout == "NHWC" for lib in libraries):
+            module = nhwc
         fusions = [_FUSIONS[lib.op](lib) for lib in libraries if lib.op in _FUSIONS]
-        return tvm.transform.Sequential([*layout, *fusions, dispatch_pass(libraries)])(module)
+        dispatched = tvm.transform.Sequential([*fusions, dispatch_pass(libraries),
+                                               hwio_weights_pass()])(module)
+        note_thread_pools(host_kernels.thread_pools(dispatched))
+        return dispatched
 
     return dispatch
 
@@ -169,7 +221,7 @@ class CpuBackend(TvmBackend):
         target = built_target(folder) if folder is not None else None
         if target is not None:
             check_host_runs(target, str(folder))
-        settle_tvm_threads()
+        settle_tvm_threads(every_core=folder is not None and starts_no_thread_pool(folder))
         host_kernels.register()
 
     def is_available(self) -> bool:

@@ -19,6 +19,8 @@ from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 from tvm.s_tir import dlight
 from tvm.target.codegen import llvm_get_vector_width
 
+from xpuport.backends.cpu_conv_schedule import DirectConv
+
 # Below this many elements a kernel runs serially: waking the thread pool costs more.
 PARALLEL_MIN_ELEMENTS = 16384
 # A transpose is copied in tiles this many output elements wide: a d256 encoder's K^T copy
@@ -448,7 +450,8 @@ def _renamed_blocks(func: Any) -> Any:
 
 def default_schedules() -> Any:
     """The pass that schedules every kernel not yet scheduled (by a tuning record)."""
-    return dlight.ApplyDefaultSchedule(Guarded(ColumnReduction()), Guarded(RowReduction()),
+    return dlight.ApplyDefaultSchedule(DirectConv(), Guarded(ColumnReduction()),
+                                       Guarded(RowReduction()),
                                        Guarded(dlight.cpu.Reduction()),
                                        Guarded(dlight.cpu.GEMV()), Injective(), ParallelOuter())
 

@@ -11,6 +11,7 @@ through DLPack, uncopied.
 from __future__ import annotations
 
 import importlib.util
+import math
 from functools import cache
 from typing import Any
 
@@ -20,7 +21,7 @@ import tvm_ffi
 from numpy.lib.stride_tricks import sliding_window_view
 
 from xpuport.backends import host_conv
-from xpuport.lowering.library import Library
+from xpuport.lowering.library import Library, packed_calls
 
 _FLOATS = frozenset({"float32", "float64"})
 _FLOAT32 = frozenset({"float32"})
@@ -39,7 +40,7 @@ SMALL_GEMM_MACS = 65536 * 4
 ONEDNN_GEMM_MACS = 1 << 24
 
 
-def host_libraries(torch_gemms: bool = False) -> list[Library]:
+def host_libraries(torch_gemms: bool = False, convolutions: bool = True) -> list[Library]:
     """What the CPU backend dispatches on this machine: the fastest library present per op.
 
     One thread pool per model, chosen per model (`torch_gemms`): OpenBLAS's workers spin
@@ -52,11 +53,12 @@ def host_libraries(torch_gemms: bool = False) -> list[Library]:
     host where OpenBLAS reaches 160-185), oneDNN's conv2d, torch's matmul for the rest, and
     torch's layer norm and softmax over the last axis (13-77 us on the encoders' shapes,
     where TVM's untuned kernels take 75-290 us); only GEMMs too small to be threaded stay
-    with numpy. Other models keep numpy's BLAS and TVM's normalizations."""
+    with numpy. Other models keep numpy's BLAS and TVM's normalizations. Without
+    `convolutions`, conv2d is left to TVM (lowering/tvm_convs.py)."""
     numpy = [Library("cpu", "numpy", "matmul", _FLOATS),
              Library("cpu", "numpy", "batch_matmul", _FLOATS)]
     if not torch_installed():
-        return [*numpy, Library("cpu", "numpy", "conv2d", _FLOATS)]
+        return [*numpy, *([Library("cpu", "numpy", "conv2d", _FLOATS)] if convolutions else [])]
     torch_kernels = [
         Library("cpu", "torch", "linear", _FLOAT32, allocates=True, min_macs=SMALL_GEMM_MACS),
         Library("cpu", "torch", "matmul", _FLOATS, min_macs=SMALL_GEMM_MACS),
@@ -65,9 +67,28 @@ def host_libraries(torch_gemms: bool = False) -> list[Library]:
         Library("cpu", "torch", "softmax", _FLOAT32, allocates=True),
     ]
     # NHWC where lowering/channels_last.py could move the model's convolutions there.
-    convolutions = [Library("cpu", "torch", op, _FLOAT32, allocates=True, layout=layout)
-                    for layout in ("NHWC", "NCHW") for op in ("conv2d", "conv2d_epilogue")]
-    return [*(torch_kernels if torch_gemms else []), *numpy, *convolutions]
+    convs = [Library("cpu", "torch", op, _FLOAT32, allocates=True, layout=layout)
+             for layout in ("NHWC", "NCHW") for op in ("conv2d", "conv2d_epilogue")]
+    return [*(torch_kernels if torch_gemms else []), *numpy, *(convs if convolutions else [])]
+
+
+def thread_pools(module: Any) -> list[str]:
+    """The libraries whose thread pools `module`'s kernels start: torch's OpenMP for any
+    torch kernel, OpenBLAS's for numpy's convolutions and for its GEMMs of SMALL_GEMM_MACS
+    or more (smaller ones run on the calling thread)."""
+    pools = set()
+    for name, call in packed_calls(module):
+        library = name.split(".")[2] if name.startswith("xpuport.cpu.") else None
+        if library == "torch" or (library == "numpy" and (
+                name.endswith("conv2d") or _dps_gemm_macs(call) >= SMALL_GEMM_MACS)):
+            pools.add(library)
+    return sorted(pools)
+
+
+def _dps_gemm_macs(call: Any) -> int:
+    """Multiply-adds of a GEMM kernel's destination-passing call: out(..., M, N) of K each."""
+    left, out = call.args[1].fields[0].ty.shape, call.ty_args[0].shape
+    return math.prod(int(d) for d in out.values) * int(left[-1])
 
 
 @cache

@@ -41,10 +41,16 @@ def channels_last_pass() -> Any:
             return module
         if not _legalizes_as_well(converted, module):
             return module  # an op TVM has no NHWC kernel for (conv2d_transpose): as above
-        folded = rewrite_relax_functions(converted, _ConstantLayouts(converted))
-        return relax.transform.DeadCodeElimination()(folded)
+        return fold_constant_layouts(converted)
 
     return to_channels_last
+
+
+def fold_constant_layouts(module: Any) -> Any:
+    """`module` with each transpose or reshape of a constant replaced by the constant it
+    computes, and the bindings left unused removed."""
+    folded = rewrite_relax_functions(module, _ConstantLayouts(module))
+    return relax.transform.DeadCodeElimination()(folded)
 
 
 def _legalizes_as_well(converted: Any, original: Any) -> bool:

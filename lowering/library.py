@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,3 +216,32 @@ def library_calls(executable: Any) -> dict[str, int]:
 def missing_functions(names: Iterable[str]) -> list[str]:
     """The library kernels among `names` that are not registered in this process."""
     return sorted(n for n in names if tvm_ffi.get_global_func(n, allow_missing=True) is None)
+
+
+def packed_calls(module: Any) -> Iterator[tuple[str, Any]]:
+    """Each call of a packed function in `module`'s Relax functions: its name and the call."""
+    for call in op_calls(module):
+        if call.op.name in ("relax.call_dps_packed", "relax.call_pure_packed") and \
+                isinstance(call.args[0], relax.ExternFunc):
+            yield str(call.args[0].global_symbol), call
+
+
+_THREAD_POOLS: ContextVar[list[str] | None] = ContextVar("xpuport_thread_pools", default=None)
+
+
+@contextmanager
+def collecting_thread_pools() -> Iterator[list[str]]:
+    """The host thread pools (a library's name) that the library kernels of the builds run
+    inside start: a backend notes them as it dispatches (note_thread_pools)."""
+    pools: list[str] = []
+    token = _THREAD_POOLS.set(pools)
+    try:
+        yield pools
+    finally:
+        _THREAD_POOLS.reset(token)
+
+
+def note_thread_pools(pools: Iterable[str]) -> None:
+    collected = _THREAD_POOLS.get()
+    if collected is not None:
+        collected.extend(pools)

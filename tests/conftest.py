@@ -16,3 +16,12 @@ def isolated_cache(
     cache = tmp_path_factory.mktemp("xpuport-cache")
     monkeypatch.setenv(CACHE_DIR_ENV, str(cache))
     return cache
+
+
+@pytest.fixture
+def convs_on_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Send every convolution to the conv library, however small (tests of that path use
+    small models, whose convolutions TVM would otherwise compute itself)."""
+    from xpuport.lowering import tvm_convs
+
+    monkeypatch.setattr(tvm_convs, "TVM_CONV_MACS", 0)

@@ -28,7 +28,7 @@ from xpuport.lowering.artifact import (
     staged_directory,
     write_artifact,
 )
-from xpuport.lowering.library import library_calls
+from xpuport.lowering.library import collecting_thread_pools, library_calls
 from xpuport.lowering.partition import Placement, check_fallback, place
 from xpuport.lowering.pipeline import build
 from xpuport.lowering.regions import build_regions
@@ -134,7 +134,8 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     check_fallback(fallback, strict, max_fallback)
     step("build")
     started = time.perf_counter()
-    with collecting_tuned_kernels() as tuned_kernels, collecting_stale_baselines() as stale:
+    with collecting_tuned_kernels() as tuned_kernels, collecting_stale_baselines() as stale, \
+            collecting_thread_pools() as pools:
         libraries, blobs, regions = _build(canonical, placement, backend_impl, resolved, opts)
     blobs[GRAPH] = canonical.SerializeToString()
     for executable in libraries.values():
@@ -155,6 +156,8 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
         "fallback": fallback,
         "decomposed": placement_json["decomposed"],
         "library_calls": calls,
+        # Host regions run on onnxruntime, whose pool spins as OpenBLAS's and torch's do.
+        "host_thread_pools": sorted({*pools, *(["onnxruntime"] if regions else [])}),
         "tuning": {"database": str(database.path), "digest": records_digest,
                    "tuned_kernels": sorted(set(tuned_kernels)),
                    # records not applied: tuned against another default schedule

@@ -52,7 +52,8 @@ def test_the_layout_carries_between_convolutions(tmp_path):
 
 
 @pytest.mark.parametrize("kept_in_nchw", ["", "summed", "transposed"])
-def test_the_convolutions_run_in_the_layout_the_model_took(tmp_path, kept_in_nchw):
+def test_the_convolutions_run_in_the_layout_the_model_took(tmp_path, kept_in_nchw,
+                                                           convs_on_library):
     """TVM's ConvertLayout fails on its import of ONNX's Sum (a stack, then a sum over the
     new axis), and hands conv2d_transpose an NHWC input that TVM has no kernel for: those
     models stay NCHW, and their convs go to the NCHW kernel; all match onnxruntime."""

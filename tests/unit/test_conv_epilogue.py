@@ -60,7 +60,7 @@ def test_an_intermediate_read_elsewhere_is_not_fused(tmp_path):
 
 
 @pytest.mark.parametrize("extra_output", [False, True])
-def test_fused_block_matches_onnxruntime(tmp_path, extra_output):
+def test_fused_block_matches_onnxruntime(tmp_path, extra_output, convs_on_library):
     path = _block(tmp_path / "b.onnx", extra_output)
     x = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
     artifact = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False)

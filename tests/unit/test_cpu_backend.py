@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 
 import onnx_ir as ir
 import pytest
@@ -190,3 +193,39 @@ def test_a_thread_count_the_user_set_is_kept(monkeypatch, variable):
 
     assert cpu_module.os.environ.get("TVM_NUM_THREADS", "3") == "3"
     assert cpu_module.os.environ[variable] == "3"
+
+
+@pytest.mark.parametrize(("pools", "every_core"), [([], True), (["numpy"], False), (None, False)])
+def test_a_model_without_library_thread_pools_gives_tvm_every_core(tmp_path, monkeypatch, pools,
+                                                                    every_core):
+    """Only where no other pool spins beside TVM's: its second thread made library models
+    slower on the 2-core host. An artifact from before the manifest said (None) keeps TVM's
+    own count."""
+    monkeypatch.delenv("TVM_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cpu_module.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(cpu_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu_module, "_usable_cores", lambda: 2)
+    manifest = {"target": json.dumps({"kind": "llvm"}),
+                **({"host_thread_pools": pools} if pools is not None else {})}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+
+    CpuBackend().prepare_runtime(tmp_path)
+
+    assert cpu_module.os.environ["TVM_NUM_THREADS"] == ("2" if every_core else "1")
+
+
+def test_tvms_pool_is_made_with_every_core_before_a_count_is_stated(monkeypatch):
+    """TVM sizes its pool once, at its first parallel launch: made while the count was 1,
+    a later count of 2 would still run on one thread. (Its own process: the pool is made
+    once per thread.)"""
+    monkeypatch.delenv("TVM_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    script = ("import os, tvm; from xpuport.backends import cpu; cpu.settle_tvm_threads(); "
+              "print(tvm.get_global_func('runtime.NumThreads')(), os.environ['TVM_NUM_THREADS'],"
+              " cpu._usable_cores(), cpu.os.cpu_count())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
+    pool, stated, cores, cpus = (int(v) for v in out)
+    assert pool == cores
+    assert stated == max(1, cpus // 2 if cpu_module.platform.machine() == "x86_64" else cpus)

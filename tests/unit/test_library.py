@@ -71,7 +71,8 @@ def test_conv2d_passes_its_attributes(tmp_path):
     {"strides": [2, 1], "pads": [1, 0, 2, 1], "dilations": [1, 2]},
     {"group": 4, "pads": [0, 1, 0, 1]},
 ])
-def test_conv2d_kernels_match_onnxruntime(tmp_path, monkeypatch, request, library, attrs):
+def test_conv2d_kernels_match_onnxruntime(tmp_path, monkeypatch, request, library, attrs,
+                                          convs_on_library):
     if library == "torch" and not host_kernels.torch_installed():
         pytest.skip("torch is not installed")
     monkeypatch.setattr(host_kernels, "torch_installed", lambda: library == "torch")
