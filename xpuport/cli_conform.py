@@ -16,7 +16,14 @@ from xpuport.backends.base import Backend
 from xpuport.backends.registry import get_backend
 from xpuport.cli import JsonFlag, app, emit_json, err, out, reports_errors
 from xpuport.conformance.baseline import baseline_toml
-from xpuport.conformance.conform import SUITES, ConformRequest, conform, suite_cases
+from xpuport.conformance.conform import (
+    SUITES,
+    ConformRequest,
+    check_device,
+    check_tuning_db,
+    conform,
+    suite_cases,
+)
 from xpuport.conformance.report import (
     diff,
     format_diff,
@@ -80,6 +87,8 @@ def conform_command(
                                                 library=library,
                                                 tuning_db=str(tuning_db) if tuning_db else None),
                              tuple(expectations or ()))
+    check_device(impl)  # before the progress bar: a refusal draws no empty one
+    check_tuning_db(impl, resolved, request.options.tuning_db)
     results = _run_with_progress(request, impl, resolved, show=not as_json)
     summary = summarize(read_run(folder), results)
     paths = write_documents(folder, summary, results)

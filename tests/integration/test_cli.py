@@ -273,3 +273,15 @@ def test_compile_refuses_a_tuning_db_with_no_tuning(model, tmp_path):
     result = invoke("compile", model, "-o", tmp_path / "o", "--tuning-db", tmp_path, "--no-tuning")
     assert_user_error(result, "--tuning-db")
     assert not (tmp_path / "o").exists()
+
+
+def test_conform_refuses_an_absent_device_before_drawing_its_progress_bar(tmp_path):
+    from xpuport.backends import registry
+
+    if registry.get_backend("rocm").is_available():
+        pytest.skip("a rocm device is present")
+    result = invoke("conform", "--backend", "rocm", "--ops", "Relu", "--out", tmp_path / "r")
+
+    assert_user_error(result, "has no device", "xpuport compile --backend rocm")
+    assert "rocm ops" not in result.output  # the progress bar's label
+    assert not (tmp_path / "r").exists()
