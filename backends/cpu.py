@@ -42,7 +42,11 @@ from xpuport.lowering.linear_epilogue import LINEAR_OP, linear_pass
 from xpuport.lowering.relu_nan import relu_keeping_nan
 from xpuport.lowering.tuning import note_tuned_kernels
 from xpuport.lowering.tuning_apply import apply_records
-from xpuport.lowering.tvm_convs import convs_stay_in_tvm, hwio_weights_pass
+from xpuport.lowering.tvm_kernels import (
+    convs_stay_in_tvm,
+    gemms_stay_in_tvm,
+    hwio_weights_pass,
+)
 
 _PROFILE_BY_MACHINE = {
     "x86_64": "generic/x86-64",
@@ -139,7 +143,8 @@ def host_dispatch(large_gemms_on_onednn: bool) -> Any:
     """A module pass sending conv and GEMM epilogues, then the other heavy ops, to the host's
     libraries (the GEMMs' chosen for the module: host_kernels.host_libraries), with the
     convolutions first moved to NHWC where the conv library or TVM takes that. A model
-    whose convolutions are all small keeps them in TVM (lowering/tvm_convs.py). Large GEMMs
+    whose convolutions are all small keeps them in TVM, and its GEMMs where TVM takes them
+    all (lowering/tvm_kernels.py). Large GEMMs
     go to oneDNN only where `large_gemms_on_onednn` (see onednn_gemms_pay). The thread
     pools the library kernels start are noted for the manifest (settle_tvm_threads)."""
 
@@ -148,10 +153,13 @@ def host_dispatch(large_gemms_on_onednn: bool) -> Any:
         convs = has_op(module, "relax.nn.conv2d")
         nhwc = channels_last_pass()(module) if convs else module
         tvm_convs = convs_stay_in_tvm(nhwc)
-        torch_gemms = (convs and not tvm_convs) or (
-            large_gemms_on_onednn
-            and largest_matmul_macs(module) >= host_kernels.ONEDNN_GEMM_MACS)
-        libraries = host_kernels.host_libraries(torch_gemms, convolutions=not tvm_convs)
+        library_convs = convs and not tvm_convs
+        large_on_onednn = large_gemms_on_onednn and \
+            largest_matmul_macs(module) >= host_kernels.ONEDNN_GEMM_MACS
+        tvm_gemms = not library_convs and not large_on_onednn and gemms_stay_in_tvm(module)
+        libraries = host_kernels.host_libraries(library_convs or large_on_onednn,
+                                                convolutions=not tvm_convs,
+                                                gemms=not tvm_gemms)
         if tvm_convs or any(lib.layout == "NHWC" for lib in libraries):
             module = nhwc
         fusions = [_FUSIONS[lib.op](lib) for lib in libraries if lib.op in _FUSIONS]

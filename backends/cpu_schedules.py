@@ -20,6 +20,7 @@ from tvm.s_tir import dlight
 from tvm.target.codegen import llvm_get_vector_width
 
 from xpuport.backends.cpu_conv_schedule import DirectConv
+from xpuport.backends.cpu_gemm_schedule import DirectGemm
 
 # Below this many elements a kernel runs serially: waking the thread pool costs more.
 PARALLEL_MIN_ELEMENTS = 16384
@@ -450,7 +451,7 @@ def _renamed_blocks(func: Any) -> Any:
 
 def default_schedules() -> Any:
     """The pass that schedules every kernel not yet scheduled (by a tuning record)."""
-    return dlight.ApplyDefaultSchedule(DirectConv(), Guarded(ColumnReduction()),
+    return dlight.ApplyDefaultSchedule(DirectConv(), DirectGemm(), Guarded(ColumnReduction()),
                                        Guarded(RowReduction()),
                                        Guarded(dlight.cpu.Reduction()),
                                        Guarded(dlight.cpu.GEMV()), Injective(), ParallelOuter())

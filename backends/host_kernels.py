@@ -40,7 +40,8 @@ SMALL_GEMM_MACS = 65536 * 4
 ONEDNN_GEMM_MACS = 1 << 24
 
 
-def host_libraries(torch_gemms: bool = False, convolutions: bool = True) -> list[Library]:
+def host_libraries(torch_gemms: bool = False, convolutions: bool = True,
+                   gemms: bool = True) -> list[Library]:
     """What the CPU backend dispatches on this machine: the fastest library present per op.
 
     One thread pool per model, chosen per model (`torch_gemms`): OpenBLAS's workers spin
@@ -54,9 +55,10 @@ def host_libraries(torch_gemms: bool = False, convolutions: bool = True) -> list
     torch's layer norm and softmax over the last axis (13-77 us on the encoders' shapes,
     where TVM's untuned kernels take 75-290 us); only GEMMs too small to be threaded stay
     with numpy. Other models keep numpy's BLAS and TVM's normalizations. Without
-    `convolutions`, conv2d is left to TVM (lowering/tvm_convs.py)."""
+    `convolutions`, conv2d is left to TVM, and without `gemms`, matmul (lowering/tvm_kernels.py).
+    """
     numpy = [Library("cpu", "numpy", "matmul", _FLOATS),
-             Library("cpu", "numpy", "batch_matmul", _FLOATS)]
+             Library("cpu", "numpy", "batch_matmul", _FLOATS)] if gemms else []
     if not torch_installed():
         return [*numpy, *([Library("cpu", "numpy", "conv2d", _FLOATS)] if convolutions else [])]
     torch_kernels = [

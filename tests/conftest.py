@@ -22,6 +22,15 @@ def isolated_cache(
 def convs_on_library(monkeypatch: pytest.MonkeyPatch) -> None:
     """Send every convolution to the conv library, however small (tests of that path use
     small models, whose convolutions TVM would otherwise compute itself)."""
-    from xpuport.lowering import tvm_convs
+    from xpuport.lowering import tvm_kernels
 
-    monkeypatch.setattr(tvm_convs, "TVM_CONV_MACS", 0)
+    monkeypatch.setattr(tvm_kernels, "TVM_CONV_MACS", 0)
+
+
+@pytest.fixture
+def gemms_on_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Send every GEMM to a library, however small (tests of that path use small models,
+    whose GEMMs TVM would otherwise compute itself)."""
+    from xpuport.lowering import tvm_kernels
+
+    monkeypatch.setattr(tvm_kernels, "TVM_GEMM_MAX_K", 0)

@@ -142,7 +142,7 @@ def test_bench_reports_ratio_against_onnxruntime(model):
     assert_user_error(invoke("bench", model, "--batches", "1,8"), "--batches")
 
 
-def test_bench_suite_writes_tables_with_every_peer(tmp_path):
+def test_bench_suite_writes_tables_with_every_peer(tmp_path, gemms_on_library):
     result = invoke("bench", "--suite", "--models", "mlp", "--batches", "2", "--warmup", "1",
                     "--repeat", "2", "--vs", "onnxruntime,torch", "--out", tmp_path / "b",
                     "--no-tuning")
@@ -154,7 +154,7 @@ def test_bench_suite_writes_tables_with_every_peer(tmp_path):
     assert set(row["median_ms"]) == {"xpuport", "onnxruntime", "torch"}
     assert row["ratio"]["torch"] == pytest.approx(
         row["median_ms"]["xpuport"] / row["median_ms"]["torch"], rel=0.01)
-    assert row["library_calls"] == 3  # the MLP's three Linear layers
+    assert row["library_calls"] == 3  # the MLP's three Linear layers, sent to numpy here
     assert "| mlp | 2 | float32 |" in (tmp_path / "b" / "bench.md").read_text()
     assert "tuning records: none" in (tmp_path / "b" / "bench.md").read_text()
     assert_user_error(invoke("bench", "--suite", "--models", "nope"), "nope")

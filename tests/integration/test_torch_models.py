@@ -12,12 +12,18 @@ from xpuport.backends.base import CompileOptions
 from xpuport.benchmarks.models import MODELS, mlp
 
 
-@pytest.mark.parametrize("library", [True, False], ids=["library", "tvm-only"])
+@pytest.mark.parametrize("mode", ["library", "default", "tvm-only"])
 @pytest.mark.parametrize("name", ["mlp", "cnn", "encoder"])
-def test_model_matches_torch_and_onnxruntime(name, library, exported, tmp_path):
+def test_model_matches_torch_and_onnxruntime(name, mode, exported, tmp_path, request):
+    """Every path: the libraries (forced: these models are small enough for TVM's own
+    kernels), what compile chooses (TVM's direct GEMMs and convolutions here), and TVM
+    without library dispatch."""
+    if mode == "library":
+        request.getfixturevalue("convs_on_library")
+        request.getfixturevalue("gemms_on_library")
     artifact = xpuport.compile(exported[name], "cpu", output_dir=tmp_path / "art",
-                               options=CompileOptions(library=library))
-    assert bool(artifact.manifest["library_calls"]) == library
+                               options=CompileOptions(library=mode != "tvm-only"))
+    assert bool(artifact.manifest["library_calls"]) == (mode == "library")
     assert_matches_torch_and_onnxruntime(artifact, name, exported[name])
 
 

@@ -92,7 +92,7 @@ def test_conv2d_kernels_match_onnxruntime(tmp_path, monkeypatch, request, librar
     np.testing.assert_allclose(artifact.run({"x": x})["y"], expected, rtol=1e-4, atol=1e-4)
 
 
-def test_matmul_kernel_matches_and_no_library_means_tvm(tmp_path):
+def test_matmul_kernel_matches_and_no_library_means_tvm(tmp_path, gemms_on_library):
     path = _matmul_model(tmp_path / "m.onnx")
     feeds = {"a": np.ones((3, 4, 5), np.float32),
              "b": np.arange(30, dtype=np.float32).reshape(5, 6)}

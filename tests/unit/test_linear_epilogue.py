@@ -102,7 +102,7 @@ def test_fused_layer_matches_onnxruntime(tmp_path, tail):
 
 @pytest.mark.parametrize(("profile", "library"), [
     ("generic/x86-64-v4", LINEAR.function), ("generic/x86-64-v3", "xpuport.cpu.numpy.matmul")])
-def test_large_gemms_follow_the_host(tmp_path, profile, library):
+def test_large_gemms_follow_the_host(tmp_path, profile, library, gemms_on_library):
     """oneDNN's linear layers pay on AVX-512 hosts; on AVX2 ones OpenBLAS is faster."""
     module = to_relax(onnx.load(_layer(tmp_path / "l.onnx", "Gelu")))
     dispatch = host_dispatch(onednn_gemms_pay(load_profile(profile)))
@@ -110,7 +110,7 @@ def test_large_gemms_follow_the_host(tmp_path, profile, library):
     assert f'"{library}"' in dispatch(module).script()
 
 
-def test_a_model_of_small_gemms_keeps_numpy(tmp_path):
+def test_a_model_of_small_gemms_keeps_numpy(tmp_path, gemms_on_library):
     """One pool per model: a model whose GEMMs are all below ONEDNN_GEMM_MACS stays on
     numpy's BLAS, so no call pays oneDNN's dispatch for it."""
     path = _layer(tmp_path / "l.onnx", "Gelu", rows=8)

@@ -1,4 +1,5 @@
-"""Convolutions TVM computes itself: which, and their weights in the layout its schedule reads.
+"""Convolutions and GEMMs TVM computes itself: which, and conv weights in the layout its
+schedule reads.
 
 A library call costs tens of microseconds beyond the library's own work (torch's dispatch,
 oneDNN's primitive set-up, the DLPack hand-over): the small CNN's 16-channel convs took
@@ -9,6 +10,12 @@ another thread pool spinning beside it (backends/cpu.py). So a model whose convo
 are all small keeps them all in TVM; a model with a large one sends them all to the
 library, which is faster there (ResNet-50's 3x3 convs: 1.2-1.4 ms a call in oneDNN,
 1.5-2.3 ms in TVM on two threads).
+
+GEMMs alike (backends/cpu_gemm_schedule.py): where no convolution needs the library, a
+model whose GEMMs are all float32 with static shapes keeps them in TVM. TVM's packed,
+register-blocked GEMM on two threads outran numpy's OpenBLAS on every encoder shape (175-192
+against 147-178 GFLOP/s), and with no library left the model starts no thread pool but
+TVM's, which then has every core.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from xpuport.lowering.library import op_calls, rewrite_relax_functions, static_s
 TVM_CONV_MACS = 1 << 26
 
 _CONV2D = "relax.nn.conv2d"
+_MATMUL = "relax.matmul"
 
 
 def convs_stay_in_tvm(module: Any) -> bool:
@@ -40,6 +48,27 @@ def convs_stay_in_tvm(module: Any) -> bool:
     convs = [call for call in op_calls(module) if call.op.name == _CONV2D]
     return bool(convs) and all(_direct(call) and conv_macs(call) < TVM_CONV_MACS
                                for call in convs)
+
+
+# A GEMM reducing over more than this stays with the library: the packed column block
+# (K x 16 floats) then outgrows the cache that TVM's schedule, which does not block K, reads
+# it from. The d768 encoder's FFN GEMMs (K 3072, and 768 into 3072) ran at 136-139 GFLOP/s
+# in TVM, about 160 in OpenBLAS: at batch 8 the model read 1.22x onnxruntime in TVM, 1.08x
+# on OpenBLAS; the d256 encoder (K 1024 at most) 0.91x against 1.05x at batch 1.
+TVM_GEMM_MAX_K = 1024
+
+
+def gemms_stay_in_tvm(module: Any) -> bool:
+    """Whether TVM's GEMM schedule takes every matmul of `module`: float32 matrices or
+    batches of them, static shapes, a reduction of at most TVM_GEMM_MAX_K."""
+    return all(_direct_gemm(call) for call in op_calls(module) if call.op.name == _MATMUL)
+
+
+def _direct_gemm(matmul: Any) -> bool:
+    types = [matmul.ty, *(arg.ty for arg in matmul.args)]
+    return all(isinstance(t, relax.TensorType) and static_shape(t) and len(t.shape) >= 2
+               and str(t.dtype) == "float32" for t in types) and not matmul.attrs.out_dtype \
+        and int(matmul.args[0].ty.shape[-1]) <= TVM_GEMM_MAX_K
 
 
 def _direct(conv: Any) -> bool:

@@ -1,4 +1,4 @@
-"""lowering/tvm_convs.py and backends/cpu_conv_schedule.py: small convolutions computed by
+"""lowering/tvm_kernels.py and backends/cpu_conv_schedule.py: small convolutions computed by
 TVM's direct NHWC schedule, with every core where no library pool runs beside it."""
 
 from __future__ import annotations
@@ -18,13 +18,16 @@ import xpuport
 from xpuport.backends.base import CompileOptions
 from xpuport.backends.cpu import CpuBackend
 from xpuport.backends.cpu_conv_schedule import DirectConv
+from xpuport.backends.cpu_gemm_schedule import DirectGemm
 from xpuport.lowering.channels_last import channels_last_pass
 from xpuport.lowering.library import op_calls
 from xpuport.lowering.to_relax import to_relax
-from xpuport.lowering.tvm_convs import (
+from xpuport.lowering.tvm_kernels import (
     TVM_CONV_MACS,
+    TVM_GEMM_MAX_K,
     conv_macs,
     convs_stay_in_tvm,
+    gemms_stay_in_tvm,
     hwio_weights_pass,
 )
 
@@ -149,16 +152,16 @@ def test_small_cnns_run_their_convolutions_in_tvm_and_match_onnxruntime(
     _run_both(path, artifact, shape)
 
 
-def test_a_model_with_a_thread_pool_says_so_and_tvm_keeps_its_own_count(tmp_path, monkeypatch):
+def test_a_model_with_a_thread_pool_says_so_and_tvm_keeps_its_own_count(tmp_path):
     """A GEMM OpenBLAS threads (65536 x 4 multiply-adds or more) starts its pool."""
     from xpuport.backends import cpu as cpu_module
 
-    path = _conv_net(tmp_path / "m.onnx", shape=(512, 3, 4, 4), channels=16, gemm=64)
+    path = _linear_net(tmp_path / "m.onnx", (512,), (TVM_GEMM_MAX_K + 16, 32, 0), gelu=False)
     artifact = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False)
     assert artifact.manifest["host_thread_pools"] == ["numpy"]
     assert not cpu_module.starts_no_thread_pool(artifact.path)
     manifest = json.loads((artifact.path / "manifest.json").read_text())
-    assert manifest["library_calls"] == {"xpuport.cpu.numpy.matmul": 1}
+    assert manifest["library_calls"] == {"xpuport.cpu.numpy.matmul": 2}
 
 
 def test_large_convolutions_go_to_the_library_with_its_pool(tmp_path, convs_on_library):
@@ -178,3 +181,79 @@ def test_a_direct_conv_matches_the_reference_evaluator_with_nan_and_inf(tmp_path
     x[0, 0, 3, 3] = np.nan
     got = artifact.run({"x": x})["y"]
     assert np.isnan(got).all()  # the nan reaches every channel through the mean
+
+
+def _linear_net(path, rows_shape=(128, 1), features=(64, 96, 32), gelu: bool = True) -> str:
+    """x -> MatMul + bias [-> GELU] -> MatMul -> + x: a transformer block's MLP, as torch
+    exports it (weights [in, out], sequence-first rows)."""
+    rng = np.random.default_rng(0)
+    d_in, hidden, _ = features
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]),
+             helper.make_node("Add", ["h", "b1"], ["hb"])]
+    nodes.append(helper.make_node("Gelu", ["hb"], ["g"]) if gelu
+                 else helper.make_node("Relu", ["hb"], ["g"]))
+    nodes += [helper.make_node("MatMul", ["g", "w2"], ["o"]),
+              helper.make_node("Add", ["o", "x"], ["y"])]
+    weights = {"w1": (d_in, hidden), "b1": (hidden,), "w2": (hidden, d_in)}
+    shape = [*rows_shape, d_in]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32) * 0.2, k)
+         for k, s in weights.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), path)
+    return str(path)
+
+
+@pytest.mark.parametrize(("rows_shape", "features"), [
+    ((128, 1), (64, 96, 0)),  # 128 rows in steps of 6, the last one partial
+    ((16, 8), (32, 1024, 0)),  # rows [16, 8]: steps of 4, aligned with the 8; 1024 columns
+    ((3,), (20, 10, 0)),  # fewer rows than a step, 10 and 20 columns: vectors of 10 and 4
+])
+@pytest.mark.parametrize("gelu", [True, False])
+def test_gemms_run_in_tvm_and_match_onnxruntime(tmp_path, rows_shape, features, gelu):
+    """GELU's steps read the bias add three times: computed on the stored tile; ReLU and
+    the residual add inline into the store."""
+    path = _linear_net(tmp_path / "m.onnx", rows_shape, features, gelu)
+    artifact = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False)
+
+    assert artifact.manifest["library_calls"] == {}
+    assert artifact.manifest["host_thread_pools"] == []
+    shape = (*rows_shape, features[0])
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(artifact.run({"x": x})["y"], want, rtol=2e-5, atol=2e-5)
+
+
+def test_a_long_reduction_keeps_the_gemms_on_the_library(tmp_path):
+    path = _linear_net(tmp_path / "m.onnx", (8,), (TVM_GEMM_MAX_K + 16, 32, 0), gelu=False)
+    assert not gemms_stay_in_tvm(to_relax(onnx.load(path)))
+    artifact = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False)
+    assert artifact.manifest["library_calls"] == {"xpuport.cpu.numpy.matmul": 2}
+
+
+def _gemm_kernel(rows: int, depth: int, columns: int, batched: bool, dtype: str = "float32"):
+    batch = (4,) if batched else ()
+    a = te.placeholder((*batch, rows, depth), dtype, name="a")
+    b = te.placeholder((*batch, depth, columns) if batched else (depth, columns), dtype, name="b")
+    out = topi.matmul(a, b) if not batched else topi.nn.batch_matmul(a, b, transpose_b=False)
+    return te.create_prim_func([a, b, out])
+
+
+@pytest.mark.parametrize(("batched", "dtype", "scheduled"), [
+    (False, "float32", True), (True, "float32", True), (False, "float64", False)])
+def test_the_gemm_schedule_packs_b_and_keeps_accumulators(batched, dtype, scheduled):
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64-v3"})
+    sch = DirectGemm().apply(_gemm_kernel(192, 64, 128, batched, dtype), target, False)
+    assert (sch is not None) == scheduled
+    if sch is not None:
+        text = sch.mod["main"].script()
+        assert text.count('scope="local"') == 2  # B's packed column block, the accumulators
+        assert "T.unroll(6)" in text and "T.vectorized(16)" in text  # TE's int32 loops
+        assert "T.parallel" in text
+
+
+def test_columns_that_split_into_no_vectors_are_left_to_the_next_rule():
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64-v3"})
+    assert DirectGemm().apply(_gemm_kernel(12, 8, 1001, False), target, False) is None
+    assert DirectGemm().apply(_gemm_kernel(12, 8, 10, False), target, False) is not None
