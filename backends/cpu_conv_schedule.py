@@ -11,6 +11,7 @@ oneDNN through torch took 149 us on two; with two threads, 95 us.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import tvm
@@ -32,28 +33,27 @@ class DirectConv(dlight.ScheduleRule):  # type: ignore[misc]  # dlight is untype
     applied as the accumulators are stored, rows in parallel."""
 
     def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
-        kernel = kernel_blocks(func, target)
-        if kernel is None:
-            return None
-        sch, blocks = kernel
-        conv = _the_conv(sch, blocks)
-        if conv is None:
-            return None
-        try:
-            _schedule(sch, blocks, conv, lanes_of(target))
-        except s_tir.ScheduleError:
-            return None  # an epilogue that does not inline: the fallback rule's schedule
-        return sch
+        return schedule_found(func, target, _the_conv, _schedule)
 
 
-def kernel_blocks(func: Any, target: Any) -> tuple[Any, list[Any]] | None:
-    """A schedule of a CPU kernel and its top-level blocks, in order (None for anything
-    else: dlight asks every rule whatever the target)."""
+def schedule_found(func: Any, target: Any, find: Callable[[Any, list[Any]], Any],
+                   schedule: Callable[[Any, list[Any], Any, int], None]) -> Any:
+    """`func` scheduled by `schedule` where `find` finds its block(s) among the kernel's
+    top-level blocks; None for anything else (dlight asks every rule, whatever the target)
+    or where a step does not apply to this kernel (the next rule's schedule then)."""
     if not isinstance(func, tvm.tirx.PrimFunc) or target.kind.name != "llvm" or \
             not isinstance(func.body, s_tir.SBlockRealize):
         return None
     sch = s_tir.Schedule(func)
-    return sch, list(sch.get_child_blocks(sch.get_sblock(func.body.block.name_hint)))
+    blocks = list(sch.get_child_blocks(sch.get_sblock(func.body.block.name_hint)))
+    found = find(sch, blocks)
+    if found is None:
+        return None
+    try:
+        schedule(sch, blocks, found, lanes_of(target))
+    except s_tir.ScheduleError:
+        return None
+    return sch
 
 
 def _the_conv(sch: Any, blocks: list[Any]) -> Any | None:

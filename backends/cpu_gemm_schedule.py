@@ -17,14 +17,12 @@ import math
 from typing import Any
 
 import tvm
-from tvm import s_tir
 from tvm.s_tir import dlight
 
 from xpuport.backends.cpu_conv_schedule import (
     PARALLEL_MIN_OUTPUTS,
     inline_on_store,
-    kernel_blocks,
-    lanes_of,
+    schedule_found,
 )
 
 # Rows of A per step: ROWS x (vector lanes / 8) AVX2 accumulators. 6 rows (12 registers)
@@ -38,18 +36,7 @@ class DirectGemm(dlight.ScheduleRule):  # type: ignore[misc]  # dlight is untype
     applied on store, batches and column blocks in parallel."""
 
     def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
-        kernel = kernel_blocks(func, target)
-        if kernel is None:
-            return None
-        sch, blocks = kernel
-        gemm = _the_gemm(sch, blocks)
-        if gemm is None:
-            return None
-        try:
-            _schedule(sch, blocks, gemm, lanes_of(target))
-        except s_tir.ScheduleError:
-            return None  # an epilogue that does not inline: the next rule's schedule
-        return sch
+        return schedule_found(func, target, _the_gemm, _schedule)
 
 
 def _the_gemm(sch: Any, blocks: list[Any]) -> tuple[Any, int] | None:

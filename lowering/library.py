@@ -13,7 +13,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -230,15 +230,20 @@ _THREAD_POOLS: ContextVar[list[str] | None] = ContextVar("xpuport_thread_pools",
 
 
 @contextmanager
-def collecting_thread_pools() -> Iterator[list[str]]:
+def collecting(names_of: ContextVar[list[str] | None]) -> Iterator[list[str]]:
+    """A list that what runs inside extends through `names_of` (what a build noted)."""
+    names: list[str] = []
+    token = names_of.set(names)
+    try:
+        yield names
+    finally:
+        names_of.reset(token)
+
+
+def collecting_thread_pools() -> AbstractContextManager[list[str]]:
     """The host thread pools (a library's name) that the library kernels of the builds run
     inside start: a backend notes them as it dispatches (note_thread_pools)."""
-    pools: list[str] = []
-    token = _THREAD_POOLS.set(pools)
-    try:
-        yield pools
-    finally:
-        _THREAD_POOLS.reset(token)
+    return collecting(_THREAD_POOLS)
 
 
 def note_thread_pools(pools: Iterable[str]) -> None:

@@ -15,8 +15,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ import tvm
 
 from xpuport.errors import TuningError
 from xpuport.hw_profiles import HardwareProfile
+from xpuport.lowering.library import collecting
 from xpuport.lowering.tuning_baseline import BASELINES, measure_baselines, save_baselines
 
 META = "xpuport-tuning.json"
@@ -171,25 +172,15 @@ _STALE_BASELINES: ContextVar[list[str] | None] = ContextVar("xpuport_stale_basel
                                                             default=None)
 
 
-@contextmanager
-def _collecting(names_of: ContextVar[list[str] | None]) -> Iterator[list[str]]:
-    names: list[str] = []
-    token = names_of.set(names)
-    try:
-        yield names
-    finally:
-        names_of.reset(token)
-
-
 def collecting_tuned_kernels() -> AbstractContextManager[list[str]]:
     """The names of the kernels that tuning records schedule in the builds run inside."""
-    return _collecting(_TUNED_KERNELS)
+    return collecting(_TUNED_KERNELS)
 
 
 def collecting_stale_baselines() -> AbstractContextManager[list[str]]:
     """The kernels whose records were not applied in the builds run inside: their baselines
     timed another default schedule than this xpuport's (tuning_baseline.py)."""
-    return _collecting(_STALE_BASELINES)
+    return collecting(_STALE_BASELINES)
 
 
 def note_stale_baselines(names: list[str]) -> None:
