@@ -13,7 +13,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +22,8 @@ import tvm
 import tvm_ffi
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from xpuport.lowering.collect import collecting, note
 
 PREFIX = "xpuport."
 _CALL_NAME = re.compile(r"\bcall\s+(xpuport\.\w+\.\w+\.\w+)\b")
@@ -229,17 +231,6 @@ def packed_calls(module: Any) -> Iterator[tuple[str, Any]]:
 _THREAD_POOLS: ContextVar[list[str] | None] = ContextVar("xpuport_thread_pools", default=None)
 
 
-@contextmanager
-def collecting(names_of: ContextVar[list[str] | None]) -> Iterator[list[str]]:
-    """A list that what runs inside extends through `names_of` (what a build noted)."""
-    names: list[str] = []
-    token = names_of.set(names)
-    try:
-        yield names
-    finally:
-        names_of.reset(token)
-
-
 def collecting_thread_pools() -> AbstractContextManager[list[str]]:
     """The host thread pools (a library's name) that the library kernels of the builds run
     inside start: a backend notes them as it dispatches (note_thread_pools)."""
@@ -247,6 +238,4 @@ def collecting_thread_pools() -> AbstractContextManager[list[str]]:
 
 
 def note_thread_pools(pools: Iterable[str]) -> None:
-    collected = _THREAD_POOLS.get()
-    if collected is not None:
-        collected.extend(pools)
+    note(_THREAD_POOLS, pools)

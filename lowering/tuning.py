@@ -26,7 +26,7 @@ import tvm
 
 from xpuport.errors import TuningError
 from xpuport.hw_profiles import HardwareProfile
-from xpuport.lowering.library import collecting
+from xpuport.lowering.collect import collecting, note
 from xpuport.lowering.tuning_baseline import BASELINES, measure_baselines, save_baselines
 
 META = "xpuport-tuning.json"
@@ -184,9 +184,7 @@ def collecting_stale_baselines() -> AbstractContextManager[list[str]]:
 
 
 def note_stale_baselines(names: list[str]) -> None:
-    collected = _STALE_BASELINES.get()
-    if collected is not None:
-        collected.extend(names)
+    note(_STALE_BASELINES, names)
 
 
 def note_tuned_kernels() -> Any:
@@ -195,15 +193,14 @@ def note_tuned_kernels() -> Any:
     `compile` lists them without fusing the model a second time to ask the database."""
 
     @tvm.transform.module_pass(opt_level=0, name="xpuport.NoteTunedKernels")  # type: ignore[untyped-decorator]
-    def note(module: Any, _context: Any) -> Any:
-        names = _TUNED_KERNELS.get()
-        if names is not None:
-            names.extend(global_var.name_hint for global_var, function in module.functions.items()
-                         if isinstance(function, tvm.tirx.PrimFunc) and function.attrs
-                         and function.attrs.get(SCHEDULED_ATTR))
+    def note_scheduled(module: Any, _context: Any) -> Any:
+        note(_TUNED_KERNELS, (global_var.name_hint
+                              for global_var, function in module.functions.items()
+                              if isinstance(function, tvm.tirx.PrimFunc) and function.attrs
+                              and function.attrs.get(SCHEDULED_ATTR)))
         return module
 
-    return note
+    return note_scheduled
 
 
 # Generous: a build or run of one candidate on a loaded 2-core host, never a whole batch.
