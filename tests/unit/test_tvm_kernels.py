@@ -208,6 +208,7 @@ def _linear_net(path, rows_shape=(128, 1), features=(64, 96, 32), gelu: bool = T
 @pytest.mark.parametrize(("rows_shape", "features"), [
     ((128, 1), (64, 96, 0)),  # 128 rows in steps of 6, the last one partial
     ((16, 8), (32, 1024, 0)),  # rows [16, 8]: steps of 4, aligned with the 8; 1024 columns
+    ((2, 50), (64, 96, 0)),  # two 50-row matrices, each in steps of 6, the last one partial
     ((3,), (20, 10, 0)),  # fewer rows than a step, 10 and 20 columns: vectors of 10 and 4
 ])
 @pytest.mark.parametrize("gelu", [True, False])
@@ -257,3 +258,24 @@ def test_columns_that_split_into_no_vectors_are_left_to_the_next_rule():
     target = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64-v3"})
     assert DirectGemm().apply(_gemm_kernel(12, 8, 1001, False), target, False) is None
     assert DirectGemm().apply(_gemm_kernel(12, 8, 10, False), target, False) is not None
+
+
+def _shared_b_kernel(batch: int, rows: int):
+    a = te.placeholder((batch, rows, 64), "float32", name="a")
+    b = te.placeholder((64, 128), "float32", name="b")
+    k = te.reduce_axis((0, 64), name="k")
+    out = te.compute((batch, rows, 128), lambda n, i, j: te.sum(a[n, i, k] * b[k, j], axis=k))
+    return te.create_prim_func([a, b, out])
+
+
+@pytest.mark.parametrize(("rows", "folded", "step"), [
+    (128, False, 6),  # 128 rows: steps of 6 within each matrix, not 4 across the fold
+    (8, True, 4),  # rows [.., 8]: folded, in steps of 4 aligned with the 8
+    (12, True, 6)])
+def test_a_batch_sharing_b_is_folded_only_where_the_row_steps_align(rows, folded, step):
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64-v3"})
+    text = DirectGemm().apply(_shared_b_kernel(2, rows), target, False).mod["main"].script()
+    assert f"T.unroll({step})" in text
+    assert ("n_i_fused" in text) == folded
+    assert (f"for n, i_0 in T.grid(2, {-(-rows // step)})" in text) != folded
+    assert text.count('scope="local"') == 2  # B packed once per column block for the batch
