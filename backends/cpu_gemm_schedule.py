@@ -100,7 +100,7 @@ def _fold_batch(rows: int) -> bool:
     indexed A by division and modulo, which LLVM could not unroll: 72-76 GFLOP/s, against
     152-157 in steps of 4), so 128-row matrices went in steps of 4. Matrices of ROWS x 4
     rows or more keep their batch loop instead, each in steps of ROWS with a partial last
-    one: the d768 encoder's FFN GEMMs on [1, 128, 3072] took 5.0-5.4 ms that way, 7.4-7.6 ms
+    one: the d768 encoder's FFN GEMMs on [1, 128, 3072] took 4.9-5.4 ms that way, 7.4-7.6 ms
     in steps of 4, and the d256 encoder's and BERT-like model's [1 or 8, 128, K] GEMMs 0-25%
     less (interleaved runs on the 2-core AVX2 host)."""
     return rows % ROWS == 0 or rows < 4 * ROWS
