@@ -134,6 +134,11 @@ class TvmBackend(Backend):
 
         Called before each VM is created, so heavy runtimes load only when something runs."""
 
+    def prepare_tuning(self, module: Any) -> None:
+        """Set this process up to measure `module`'s (fused_kernels') candidates as its
+        compiled model will run them: the same libraries, the same threads."""
+        self.prepare_runtime()
+
 
 def built_target(folder: Path) -> dict[str, Any] | None:
     """The TVM target an artifact folder's code was built for, from its manifest (None

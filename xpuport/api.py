@@ -231,7 +231,7 @@ def tune(
     target = backend_impl.target(resolved)
     path = Path(database) if database is not None else default_database(resolved)
     records = create_database(path, resolved, target)
-    backend_impl.prepare_runtime()  # candidates run as compiled models will (threads)
+    backend_impl.prepare_tuning(module)
     return tune_module(module, target, records, trials, budget,
                        on_progress or (lambda *_: None), backend_impl.default_schedules())
 

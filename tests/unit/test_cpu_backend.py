@@ -229,3 +229,43 @@ def test_tvms_pool_is_made_with_every_core_before_a_count_is_stated(monkeypatch)
     pool, stated, cores, cpus = (int(v) for v in out)
     assert pool == cores
     assert stated == max(1, cpus // 2 if cpu_module.platform.machine() == "x86_64" else cpus)
+
+
+def _matmul_module(rows: int, depth: int):
+    """x [rows, depth] @ a constant [depth, 256], as tuning sees it (fused kernels)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from xpuport.api import resolve_profile
+    from xpuport.backends.base import CompileOptions
+    from xpuport.ir.canonicalize import canonicalize
+    from xpuport.lowering.to_relax import to_relax
+
+    weight = numpy_helper.from_array(np.ones((depth, 256), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, depth])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, 256])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    backend = CpuBackend()
+    return backend.fused_kernels(to_relax(canonicalize(model)),
+                                 resolve_profile(backend, None), CompileOptions())
+
+
+@pytest.mark.parametrize(("on_library", "every_core"), [(False, True), (True, False)])
+def test_tuning_measures_on_the_threads_the_model_will_run_on(
+        monkeypatch, request, on_library, every_core):
+    """A model whose GEMMs TVM computes runs on every core, so its candidates are timed
+    there; one with OpenBLAS's pool beside TVM keeps TVM's own count."""
+    if on_library:
+        request.getfixturevalue("gemms_on_library")
+    module = _matmul_module(64, 256)  # 4.2 M multiply-adds: OpenBLAS would thread it
+    monkeypatch.delenv("TVM_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cpu_module.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(cpu_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu_module, "_usable_cores", lambda: 2)
+
+    CpuBackend().prepare_tuning(module)
+
+    assert cpu_module.os.environ["TVM_NUM_THREADS"] == ("2" if every_core else "1")
