@@ -99,10 +99,10 @@ def _fold_batch(rows: int) -> bool:
     Folded, the row steps must align with the matrices (a [128, 8, 256] input in steps of 6
     indexed A by division and modulo, which LLVM could not unroll: 72-76 GFLOP/s, against
     152-157 in steps of 4), so 128-row matrices went in steps of 4. Matrices of ROWS x 4
-    rows or more keep their batch loop instead, each in steps of ROWS with a partial last
-    one: the d768 encoder's FFN GEMMs on [1, 128, 3072] took 4.9-5.4 ms that way, 7.4-7.6 ms
-    in steps of 4, and the d256 encoder's and BERT-like model's [1 or 8, 128, K] GEMMs 0-25%
-    less (interleaved runs on the 2-core AVX2 host)."""
+    rows or more that are no multiple of ROWS keep their batch loop instead, each in steps
+    of ROWS with a partial last one: the d768 encoder's FFN GEMMs on [1, 128, 3072] took
+    4.9-5.4 ms that way, 7.4-7.6 ms in steps of 4, and the d256 encoder's and BERT-like
+    model's [1 or 8, 128, K] GEMMs 0-25% less (interleaved runs on the 2-core AVX2 host)."""
     return rows % ROWS == 0 or rows < 4 * ROWS
 
 
@@ -112,8 +112,8 @@ def _schedule(sch: Any, blocks: list[Any], gemm: tuple[Any, int], lanes: int) ->
     outputs = math.prod(int(sch.get(loop).extent) for loop in [*batch, i, j])
     step_rows = ROWS
     shared_b = bool(batch) and not _reads_batched(sch.get(block), b_index)
-    if shared_b and _fold_batch(int(sch.get(i).extent)):
-        inner = int(sch.get(i).extent)
+    inner = int(sch.get(i).extent)
+    if shared_b and _fold_batch(inner):
         step_rows = next(r for r in (ROWS, 4, 3, 2, 1) if inner % r == 0 or r % inner == 0)
         i, batch = sch.fuse(*batch, i), []
     rows, columns = (int(sch.get(loop).extent) for loop in (i, j))

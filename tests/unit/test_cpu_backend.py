@@ -7,17 +7,21 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import onnx_ir as ir
 import pytest
 import tvm
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
+from xpuport.api import resolve_profile
 from xpuport.backends import cpu as cpu_module
-from xpuport.backends.base import node_dtypes
+from xpuport.backends.base import CompileOptions, node_dtypes
 from xpuport.backends.cpu import CpuBackend
 from xpuport.backends.tvm_import import importable_ops
 from xpuport.errors import DeviceUnavailableError
 from xpuport.hw_profiles import load_profile
+from xpuport.ir.canonicalize import canonicalize
+from xpuport.lowering.to_relax import to_relax
 
 HOST = "generic/x86-64"
 
@@ -233,14 +237,6 @@ def test_tvms_pool_is_made_with_every_core_before_a_count_is_stated(monkeypatch)
 
 def _matmul_module(rows: int, depth: int):
     """x [rows, depth] @ a constant [depth, 256], as tuning sees it (fused kernels)."""
-    import numpy as np
-    from onnx import numpy_helper
-
-    from xpuport.api import resolve_profile
-    from xpuport.backends.base import CompileOptions
-    from xpuport.ir.canonicalize import canonicalize
-    from xpuport.lowering.to_relax import to_relax
-
     weight = numpy_helper.from_array(np.ones((depth, 256), np.float32), "w")
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
