@@ -21,6 +21,7 @@ from tvm.target.codegen import llvm_get_vector_width
 
 from xpuport.backends.cpu_conv_schedule import DirectConv
 from xpuport.backends.cpu_gemm_schedule import DirectGemm
+from xpuport.backends.cpu_prepack import fold_prepacked, mark_constant_operands
 
 # Below this many elements a kernel runs serially: waking the thread pool costs more.
 PARALLEL_MIN_ELEMENTS = 16384
@@ -460,8 +461,12 @@ def default_schedules() -> Any:
 def cpu_pipeline_with_schedules(target: Any, before_schedules: list[Any],
                                 schedules: bool = True) -> Any:
     """TVM's default CPU pipeline with `before_schedules` (applying tuning records) and the
-    default schedules between fusion and lowering (kernels with records keep theirs)."""
-    scheduling = [default_schedules()] if schedules else []
+    default schedules between fusion and lowering (kernels with records keep theirs). The
+    kernels' constant parameters are marked only then, for DirectGemm to pack constant Bs
+    once (backends/cpu_prepack.py): marked before, the kernels would no longer match the
+    workloads `tune` recorded."""
+    scheduling = [mark_constant_operands(), default_schedules(),
+                  fold_prepacked] if schedules else []
 
     @tvm.transform.module_pass(opt_level=0, name="xpuport.CpuPipeline")  # type: ignore[untyped-decorator]
     def pipeline(module: Any, _context: Any) -> Any:

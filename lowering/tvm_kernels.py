@@ -25,6 +25,7 @@ from typing import Any
 
 import tvm
 from tvm import relax
+from tvm.ir.expr import Constant
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from xpuport.lowering.channels_last import fold_constant_layouts
@@ -50,25 +51,55 @@ def convs_stay_in_tvm(module: Any) -> bool:
                                for call in convs)
 
 
-# A GEMM reducing over more than this stays with the library: the packed column block
-# (K x 16 floats) then outgrows the cache that TVM's schedule, which does not block K, reads
-# it from. The d768 encoder's FFN GEMMs (K 3072, and 768 into 3072) ran at 136-139 GFLOP/s
-# in TVM, about 160 in OpenBLAS: at batch 8 the model read 1.22x onnxruntime in TVM, 1.08x
-# on OpenBLAS; the d256 encoder (K 1024 at most) 0.91x against 1.05x at batch 1.
+# A GEMM reducing over more than this, whose B is computed at run time, stays with the
+# library: TVM's schedule then packs each column block (K x 16 floats) per call, and the
+# d768 encoder's FFN GEMMs (K 3072, and 768 into 3072) ran at 136-139 GFLOP/s so, about 160
+# in OpenBLAS. A constant B is packed at compile time instead (backends/cpu_gemm_schedule.py),
+# and its GEMM stays in TVM at any K: the d768 encoder at batch 1 took 0.99-1.02x
+# onnxruntime so, against 1.21-1.24x with its GEMMs on OpenBLAS, in one run.
 TVM_GEMM_MAX_K = 1024
 
 
 def gemms_stay_in_tvm(module: Any) -> bool:
     """Whether TVM's GEMM schedule takes every matmul of `module`: float32 matrices or
-    batches of them, static shapes, a reduction of at most TVM_GEMM_MAX_K."""
-    return all(_direct_gemm(call) for call in op_calls(module) if call.op.name == _MATMUL)
+    batches of them, static shapes, a constant B or a reduction of at most TVM_GEMM_MAX_K."""
+    constants = constant_values(module)
+    return all(_direct_gemm(call, constants) for call in op_calls(module)
+               if call.op.name == _MATMUL)
 
 
-def _direct_gemm(matmul: Any) -> bool:
+def constant_values(module: Any) -> set[Any]:
+    """The variables of `module`'s Relax functions bound to values computed from constants
+    alone (a weight's transpose): FoldConstant makes them constants."""
+    constants: set[Any] = set()
+
+    def constant(expr: Any) -> bool:
+        return isinstance(expr, Constant) or expr in constants
+
+    def computed_from_constants(value: Any) -> bool:
+        return isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) \
+            and bool(value.args) and all(map(constant, value.args))
+
+    def visit(binding: Any) -> None:
+        if constant(binding.value) or computed_from_constants(binding.value):
+            constants.add(binding.var)
+
+    for function in module.functions.values():
+        if isinstance(function, relax.Function):
+            for block in getattr(function.body, "blocks", []):
+                for binding in block.bindings:
+                    if isinstance(binding, relax.VarBinding):
+                        visit(binding)
+    return constants
+
+
+def _direct_gemm(matmul: Any, constants: set[Any]) -> bool:
     types = [matmul.ty, *(arg.ty for arg in matmul.args)]
+    b = matmul.args[1]
     return all(isinstance(t, relax.TensorType) and static_shape(t) and len(t.shape) >= 2
                and str(t.dtype) == "float32" for t in types) and not matmul.attrs.out_dtype \
-        and int(matmul.args[0].ty.shape[-1]) <= TVM_GEMM_MAX_K
+        and (isinstance(b, Constant) or b in constants
+             or int(matmul.args[0].ty.shape[-1]) <= TVM_GEMM_MAX_K)
 
 
 def _direct(conv: Any) -> bool:

@@ -31,6 +31,6 @@ def convs_on_library(monkeypatch: pytest.MonkeyPatch) -> None:
 def gemms_on_library(monkeypatch: pytest.MonkeyPatch) -> None:
     """Send every GEMM to a library, however small (tests of that path use small models,
     whose GEMMs TVM would otherwise compute itself)."""
-    from xpuport.lowering import tvm_kernels
+    from xpuport.backends import cpu
 
-    monkeypatch.setattr(tvm_kernels, "TVM_GEMM_MAX_K", 0)
+    monkeypatch.setattr(cpu, "gemms_stay_in_tvm", lambda _module: False)

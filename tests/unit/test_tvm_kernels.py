@@ -152,11 +152,12 @@ def test_small_cnns_run_their_convolutions_in_tvm_and_match_onnxruntime(
     _run_both(path, artifact, shape)
 
 
-def test_a_model_with_a_thread_pool_says_so_and_tvm_keeps_its_own_count(tmp_path):
+def test_a_model_with_a_thread_pool_says_so_and_tvm_keeps_its_own_count(
+        tmp_path, gemms_on_library):
     """A GEMM OpenBLAS threads (65536 x 4 multiply-adds or more) starts its pool."""
     from xpuport.backends import cpu as cpu_module
 
-    path = _linear_net(tmp_path / "m.onnx", (512,), (TVM_GEMM_MAX_K + 16, 32, 0), gelu=False)
+    path = _linear_net(tmp_path / "m.onnx", (512,), (1040, 32, 0), gelu=False)
     artifact = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False)
     assert artifact.manifest["host_thread_pools"] == ["numpy"]
     assert not cpu_module.starts_no_thread_pool(artifact.path)
@@ -226,11 +227,34 @@ def test_gemms_run_in_tvm_and_match_onnxruntime(tmp_path, rows_shape, features, 
     np.testing.assert_allclose(artifact.run({"x": x})["y"], want, rtol=2e-5, atol=2e-5)
 
 
-def test_a_long_reduction_keeps_the_gemms_on_the_library(tmp_path):
-    path = _linear_net(tmp_path / "m.onnx", (8,), (TVM_GEMM_MAX_K + 16, 32, 0), gelu=False)
+def _runtime_b_net(path, depth: int) -> str:
+    """x @ w with w an input: a B computed at run time, packed per call."""
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+              for name, shape in (("x", [8, depth]), ("w", [depth, 32]))]
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 32])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), path)
+    return str(path)
+
+
+def test_a_long_reduction_over_a_runtime_b_keeps_the_gemms_on_the_library(tmp_path):
+    path = _runtime_b_net(tmp_path / "m.onnx", TVM_GEMM_MAX_K + 16)
     assert not gemms_stay_in_tvm(to_relax(onnx.load(path)))
     artifact = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False)
-    assert artifact.manifest["library_calls"] == {"xpuport.cpu.numpy.matmul": 2}
+    assert artifact.manifest["library_calls"] == {"xpuport.cpu.numpy.matmul": 1}
+    assert gemms_stay_in_tvm(to_relax(onnx.load(_runtime_b_net(tmp_path / "s.onnx", 64))))
+
+
+def test_a_long_reduction_over_constant_weights_stays_in_tvm_packed_at_compile_time(tmp_path):
+    """The weights (and the transposed ones of a Gemm with transB) are constants, packed into
+    column blocks once, whatever K; the result matches onnxruntime's."""
+    path = _linear_net(tmp_path / "m.onnx", (8,), (TVM_GEMM_MAX_K + 16, 32, 0), gelu=False)
+    assert gemms_stay_in_tvm(to_relax(onnx.load(path)))
+    artifact = xpuport.compile(path, "cpu", output_dir=tmp_path / "a", use_cache=False)
+    assert artifact.manifest["library_calls"] == {}
+    x = np.random.default_rng(1).standard_normal((8, TVM_GEMM_MAX_K + 16)).astype(np.float32)
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(artifact.run({"x": x})["y"], want, rtol=2e-5, atol=2e-5)
 
 
 def _gemm_kernel(rows: int, depth: int, columns: int, batched: bool, dtype: str = "float32"):
@@ -252,6 +276,21 @@ def test_the_gemm_schedule_packs_b_and_keeps_accumulators(batched, dtype, schedu
         assert text.count('scope="local"') == 2  # B's packed column block, the accumulators
         assert "T.unroll(6)" in text and "T.vectorized(16)" in text  # TE's int32 loops
         assert "T.parallel" in text
+
+
+def test_a_constant_b_is_packed_by_a_block_relax_splits_off():
+    """B marked layout-free (a constant at the call) is packed into [N / 16, K, 16] by a
+    preprocessing block, and the GEMM reads it there: one local buffer left, the
+    accumulators."""
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64-v3"})
+    kernel = _gemm_kernel(192, 64, 128, False).with_attr("layout_free_buffers", [1])
+    sch = DirectGemm().apply(kernel, target, False)
+    text = sch.mod["main"].script()
+    assert '{"meta_schedule.layout_rewrite_preproc": True}' in text
+    assert "T.sblock_alloc_buffer((8, 64, 16))" in text and text.count('scope="local"') == 1
+    batched = DirectGemm().apply(
+        _gemm_kernel(192, 64, 128, True).with_attr("layout_free_buffers", [1]), target, False)
+    assert "layout_rewrite_preproc" not in batched.mod["main"].script()  # one B per matrix
 
 
 def test_columns_that_split_into_no_vectors_are_left_to_the_next_rule():
