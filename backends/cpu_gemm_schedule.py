@@ -26,7 +26,7 @@ from xpuport.backends.cpu_conv_schedule import (
     inline_on_store,
     schedule_found,
 )
-from xpuport.backends.cpu_prepack import PREPACK
+from xpuport.backends.cpu_prepack import LAYOUT_FREE, PREPACK
 
 # Rows of A per step: ROWS x (vector lanes / 8) AVX2 accumulators. 6 rows (12 registers)
 # took 188-202 GFLOP/s on the encoders' shapes, 4 rows 157-164 (two threads).
@@ -113,7 +113,7 @@ def _layout_free(sch: Any, block: Any, b_index: int) -> bool:
     """Whether B is a parameter the caller passes as a constant (relax's
     AttachAttrLayoutFreeBuffers marks them), which may then be packed once, at compile time."""
     func = sch.mod["main"]
-    free = func.attrs.get("layout_free_buffers", []) if func.attrs is not None else []
+    free = func.attrs.get(LAYOUT_FREE, []) if func.attrs is not None else []
     source = sch.get(block).reads[b_index].source
     return len(source.shape) == 2 and any(func.params[int(n)].same_as(source) for n in free)
 

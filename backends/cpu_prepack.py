@@ -1,11 +1,12 @@
 """Constant GEMM operands packed once, at compile time, into the layout the kernel reads.
 
 DirectGemm (backends/cpu_gemm_schedule.py) packs a B it is told is constant by a block of
-its own kernel, marked as MetaSchedule marks its layout rewrites. These passes tell it
-(relax's AttachAttrLayoutFreeBuffers marks the kernels' parameters every call passes a
-constant for) and then move those blocks out of the kernels (SplitLayoutRewritePreproc),
-where FoldConstant runs them on the weights: the kernel reads the packed copy, and the
-library holds it in place of the original.
+its own kernel, marked as MetaSchedule marks its layout rewrites (a tuned kernel's
+candidates rewrite such operands too). These passes tell both, marking the kernels'
+parameters every call passes a constant for (as relax's AttachAttrLayoutFreeBuffers does),
+and then move those blocks out of the kernels (SplitLayoutRewritePreproc), where
+FoldConstant runs them on the weights: the kernel reads the packed copy, and the library
+holds it in place of the original.
 """
 
 from __future__ import annotations
@@ -14,14 +15,49 @@ from typing import Any
 
 import tvm
 from tvm import relax, s_tir
+from tvm.ir.expr import Constant
 
 PREPACK = "meta_schedule.layout_rewrite_preproc"
-_LAYOUT_FREE = "layout_free_buffers"
+LAYOUT_FREE = "layout_free_buffers"  # the parameters MetaSchedule and DirectGemm may pack
 
 
 def mark_constant_operands() -> Any:
     """The pass marking each kernel's parameters that every call passes a constant for."""
-    return relax.transform.AttachAttrLayoutFreeBuffers()
+    return _mark_constant_operands
+
+
+@tvm.transform.module_pass(opt_level=0, name="xpuport.MarkConstantOperands")  # type: ignore[untyped-decorator]
+def _mark_constant_operands(module: Any, _context: Any) -> Any:
+    """relax's AttachAttrLayoutFreeBuffers, less what it does besides: it gives every
+    kernel the attribute (an empty list where nothing is constant) and a new name
+    (`fused_add_relu` became `fused_add_relu1`), which changed the kernels' names in the
+    manifest and every kernel's workload, constant operands or not."""
+    marked = module.clone()  # a pass must not change the module it was given
+    for kernel, positions in _constant_positions(module).items():
+        if positions:
+            marked.update_func(kernel, module[kernel].with_attr(LAYOUT_FREE, sorted(positions)))
+    return marked
+
+
+def _constant_positions(module: Any) -> dict[Any, set[int]]:
+    """Each kernel's argument positions that every call of it passes a constant or a
+    model weight (a parameter past `num_input`) for."""
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    positions: dict[Any, set[int]] = {}
+    for function in module.functions.values():
+        if not isinstance(function, relax.Function):
+            continue
+        inputs = (function.attrs or {}).get("num_input", len(function.params))
+        weights = set(function.params[int(inputs):])
+        for block in getattr(function.body, "blocks", []):
+            for binding in block.bindings:
+                call = binding.value
+                if isinstance(call, relax.Call) and call.op.same_as(call_tir):
+                    kernel, args = call.args[0], call.args[1].fields
+                    here = {i for i, arg in enumerate(args)
+                            if isinstance(arg, Constant) or arg in weights}
+                    positions[kernel] = positions.get(kernel, here) & here
+    return positions
 
 
 @tvm.transform.module_pass(opt_level=0, name="xpuport.FoldPrepacked")  # type: ignore[untyped-decorator]
@@ -31,15 +67,13 @@ def fold_prepacked(module: Any, _context: Any) -> Any:
     holds no compute block (topi's CumSum, written as loops in one opaque block)."""
     kernels = {gv: func for gv, func in module.functions.items()
                if isinstance(func, tvm.tirx.PrimFunc)}
-    packing = {gv for gv, func in kernels.items() if _packs(func)}
-    unmarked = {gv: func.without_attr(_LAYOUT_FREE) if _marked(func) else func
-                for gv, func in kernels.items() if gv not in packing}
-    if not packing:
-        return _with(module, unmarked) if any(map(_marked, kernels.values())) else module
-    rest = tvm.IRModule({gv: func for gv, func in module.functions.items()
-                         if gv not in unmarked}, attrs=module.attrs)
-    split = relax.transform.SplitLayoutRewritePreproc()(rest)
-    folded = relax.transform.FoldConstant()(_with(split, unmarked))
+    others = {gv: func for gv, func in kernels.items() if not _packs(func)}
+    if len(others) == len(kernels):
+        return module
+    packing = tvm.IRModule({gv: func for gv, func in module.functions.items()
+                            if gv not in others}, attrs=module.attrs)
+    split = relax.transform.SplitLayoutRewritePreproc()(packing)
+    folded = relax.transform.FoldConstant()(_with(split, others))
     # The kernels as they were, and the packing ones, folded away, are called no more.
     entries = [gv.name_hint for gv, func in folded.functions.items()
                if isinstance(func, relax.Function)]
@@ -47,15 +81,11 @@ def fold_prepacked(module: Any, _context: Any) -> Any:
 
 
 def _with(module: Any, kernels: dict[Any, Any]) -> Any:
-    """A copy of `module` with `kernels` added or replacing its own."""
+    """A copy of `module` with `kernels` added."""
     updated = module.clone()  # a pass must not change the module it was given
     for gv, func in kernels.items():
         updated[gv] = func
     return updated
-
-
-def _marked(func: Any) -> bool:
-    return func.attrs is not None and _LAYOUT_FREE in func.attrs
 
 
 def _packs(func: Any) -> bool:

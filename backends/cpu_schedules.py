@@ -415,9 +415,12 @@ def _lanes(target: Any) -> int:
 
 
 def fusion_passes(target: Any) -> list[Any]:
-    """TVM's CPU passes up to fused kernels: what tuning sees and records apply to."""
+    """TVM's CPU passes up to fused kernels: what tuning sees and records apply to. The
+    kernels' constant parameters are marked (backends/cpu_prepack.py), so that DirectGemm and
+    MetaSchedule's own candidates alike pack constant operands once, and tuning times
+    candidates and default schedules as compile will run them: on the packed copy."""
     return [*cpu_pipeline.library_dispatch_passes(target), *cpu_pipeline.legalize_passes(target),
-            canonical_block_names]
+            canonical_block_names, mark_constant_operands()]
 
 
 @tvm.transform.module_pass(opt_level=0, name="xpuport.CanonicalBlockNames")  # type: ignore[untyped-decorator]
@@ -461,12 +464,10 @@ def default_schedules() -> Any:
 def cpu_pipeline_with_schedules(target: Any, before_schedules: list[Any],
                                 schedules: bool = True) -> Any:
     """TVM's default CPU pipeline with `before_schedules` (applying tuning records) and the
-    default schedules between fusion and lowering (kernels with records keep theirs). The
-    kernels' constant parameters are marked only then, for DirectGemm to pack constant Bs
-    once (backends/cpu_prepack.py): marked before, the kernels would no longer match the
-    workloads `tune` recorded."""
-    scheduling = [mark_constant_operands(), default_schedules(),
-                  fold_prepacked] if schedules else []
+    default schedules between fusion and lowering (kernels with records keep theirs), then
+    the packing of constant operands, a record's or a default schedule's, run at compile
+    time (backends/cpu_prepack.py)."""
+    scheduling = [default_schedules(), fold_prepacked] if schedules else [fold_prepacked]
 
     @tvm.transform.module_pass(opt_level=0, name="xpuport.CpuPipeline")  # type: ignore[untyped-decorator]
     def pipeline(module: Any, _context: Any) -> Any:

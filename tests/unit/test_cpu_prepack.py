@@ -6,11 +6,12 @@ import numpy as np
 import onnx
 import tvm
 from onnx import TensorProto, helper, numpy_helper
+from tvm import relax
 
 from xpuport.api import resolve_profile
 from xpuport.backends.base import CompileOptions
 from xpuport.backends.cpu import CpuBackend
-from xpuport.backends.cpu_prepack import fold_prepacked, mark_constant_operands
+from xpuport.backends.cpu_prepack import fold_prepacked
 from xpuport.backends.cpu_schedules import default_schedules
 from xpuport.lowering.to_relax import to_relax
 
@@ -29,13 +30,18 @@ def _two_matmuls(path, depth: int = 64, columns: int = 48) -> str:
     return str(path)
 
 
-def _scheduled(path: str) -> tvm.IRModule:
+def _fused(path: str) -> tuple[tvm.IRModule, tvm.target.Target]:
+    """The model's kernels as tuning sees them: constant operands already marked."""
     backend = CpuBackend()
     profile = resolve_profile(backend, None)
-    fused = backend.fused_kernels(to_relax(onnx.load(path)), profile, CompileOptions())
-    with backend.target(profile):
-        return tvm.transform.Sequential([mark_constant_operands(), default_schedules(),
-                                         fold_prepacked])(fused)
+    return (backend.fused_kernels(to_relax(onnx.load(path)), profile, CompileOptions()),
+            backend.target(profile))
+
+
+def _scheduled(path: str) -> tvm.IRModule:
+    fused, target = _fused(path)
+    with target:
+        return tvm.transform.Sequential([default_schedules(), fold_prepacked])(fused)
 
 
 def test_a_constant_b_is_packed_into_column_blocks_once_and_a_runtime_b_is_not(tmp_path):
@@ -57,9 +63,10 @@ def test_a_constant_b_is_packed_into_column_blocks_once_and_a_runtime_b_is_not(t
     assert len(kernels) == 2 and not any("weight_prepack" in name for name in kernels)
 
 
-def test_kernels_that_pack_nothing_lose_the_mark_and_still_build(tmp_path):
-    """CumSum's kernel takes its constant axis, and topi writes it as loops in one opaque
-    block, which SplitLayoutRewritePreproc refused with an InternalError."""
+def test_a_module_with_a_kernel_split_cannot_take_still_builds(tmp_path):
+    """topi writes CumSum as loops in one opaque block, which SplitLayoutRewritePreproc
+    refused with an InternalError when relax's AttachAttrLayoutFreeBuffers had marked it
+    (with an empty list); the split now sees only the kernels that pack."""
     w = numpy_helper.from_array(np.ones((16, 16), np.float32), "w")
     axis = helper.make_tensor("axis", TensorProto.INT64, [], [1])
     graph = helper.make_graph(
@@ -69,18 +76,49 @@ def test_kernels_that_pack_nothing_lose_the_mark_and_still_build(tmp_path):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 16])], [w, axis])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]),
               tmp_path / "m.onnx")
-    backend = CpuBackend()
-    profile = resolve_profile(backend, None)
-    fused = backend.fused_kernels(to_relax(onnx.load(tmp_path / "m.onnx")), profile,
-                                  CompileOptions())
-    with backend.target(profile):
-        marked = tvm.transform.Sequential([mark_constant_operands(), default_schedules()])(fused)
-        assert any(_marked(f) and "cumsum" in gv.name_hint for gv, f in marked.functions.items())
-        folded = fold_prepacked(marked)
-    assert [gv.name_hint for gv, f in folded.functions.items() if _marked(f)] == []
+    fused, target = _fused(str(tmp_path / "m.onnx"))
+    with target:
+        folded = fold_prepacked(default_schedules()(fused))
     assert any("prepacked" in gv.name_hint for gv in folded.functions)
+    x = np.arange(64, dtype=np.float32).reshape(4, 16)
+    vm = relax.VirtualMachine(tvm.compile(folded, target=target), tvm.cpu())
+    np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(x)).numpy(),
+                               np.cumsum(x @ np.ones((16, 16), np.float32), axis=1), rtol=1e-6)
 
 
-def _marked(func) -> bool:
-    return isinstance(func, tvm.tirx.PrimFunc) and func.attrs is not None \
-        and "layout_free_buffers" in func.attrs
+def test_constant_operands_are_marked_before_tuning_sees_the_kernels(tmp_path):
+    """Tuning's tasks carry the mark, so MetaSchedule's candidates and the default schedule
+    it is timed against both read the packed weight, as the compiled model will."""
+    fused, _ = _fused(_two_matmuls(tmp_path / "m.onnx"))
+    kernels = {gv.name_hint: f for gv, f in fused.functions.items()
+               if isinstance(f, tvm.tirx.PrimFunc)}
+    assert sorted(kernels) == ["matmul", "matmul1"]  # named as before the marking
+    assert [int(i) for i in kernels["matmul"].attrs["layout_free_buffers"]] == [1]
+    assert "layout_free_buffers" not in kernels["matmul1"].attrs  # its workload unchanged
+
+
+
+
+def test_a_kernel_called_with_a_constant_and_with_an_input_is_not_marked(tmp_path):
+    """One kernel serves both calls (same shapes): packing at compile time would leave the
+    call with the input's B reading a layout it was never given."""
+    w = numpy_helper.from_array(np.ones((64, 48), np.float32), "w")
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [24, 64]),
+              helper.make_tensor_value_info("v", TensorProto.FLOAT, [64, 48])]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["a"]),
+         helper.make_node("MatMul", ["x", "v"], ["b"])], "shared", inputs,
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [24, 48]) for name in "ab"], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]),
+              tmp_path / "m.onnx")
+    fused, target = _fused(str(tmp_path / "m.onnx"))
+    kernels = [f for f in fused.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert len(kernels) == 1 and "layout_free_buffers" not in kernels[0].attrs
+    with target:
+        folded = fold_prepacked(default_schedules()(fused))
+    x = np.random.default_rng(1).standard_normal((24, 64)).astype(np.float32)
+    v = np.random.default_rng(2).standard_normal((64, 48)).astype(np.float32)
+    vm = relax.VirtualMachine(tvm.compile(folded, target=target), tvm.cpu())
+    a, b = vm["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(v))
+    np.testing.assert_allclose(a.numpy(), x @ np.ones((64, 48), np.float32), rtol=1e-5)
+    np.testing.assert_allclose(b.numpy(), x @ v, rtol=1e-5, atol=1e-5)
