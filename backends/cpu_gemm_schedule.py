@@ -110,8 +110,9 @@ def _fold_batch(rows: int) -> bool:
 
 
 def _layout_free(sch: Any, block: Any, b_index: int) -> bool:
-    """Whether B is a parameter the caller passes as a constant (relax's
-    AttachAttrLayoutFreeBuffers marks them), which may then be packed once, at compile time."""
+    """Whether B is a parameter every caller passes a constant for (marked by
+    backends/cpu_prepack.mark_constant_operands), which may then be packed once, at compile
+    time."""
     func = sch.mod["main"]
     free = func.attrs.get(LAYOUT_FREE, []) if func.attrs is not None else []
     source = sch.get(block).reads[b_index].source

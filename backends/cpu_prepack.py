@@ -17,6 +17,8 @@ import tvm
 from tvm import relax, s_tir
 from tvm.ir.expr import Constant
 
+from xpuport.lowering.library import op_calls
+
 PREPACK = "meta_schedule.layout_rewrite_preproc"
 LAYOUT_FREE = "layout_free_buffers"  # the parameters MetaSchedule and DirectGemm may pack
 
@@ -43,20 +45,16 @@ def _constant_positions(module: Any) -> dict[Any, set[int]]:
     """Each kernel's argument positions that every call of it passes a constant or a
     model weight (a parameter past `num_input`) for."""
     call_tir = tvm.ir.Op.get("relax.call_tir")
+    weights = {param for function in module.functions.values()
+               if isinstance(function, relax.Function)
+               for param in function.params[int((function.attrs or {}).get(
+                   "num_input", len(function.params))):]}
     positions: dict[Any, set[int]] = {}
-    for function in module.functions.values():
-        if not isinstance(function, relax.Function):
-            continue
-        inputs = (function.attrs or {}).get("num_input", len(function.params))
-        weights = set(function.params[int(inputs):])
-        for block in getattr(function.body, "blocks", []):
-            for binding in block.bindings:
-                call = binding.value
-                if isinstance(call, relax.Call) and call.op.same_as(call_tir):
-                    kernel, args = call.args[0], call.args[1].fields
-                    here = {i for i, arg in enumerate(args)
-                            if isinstance(arg, Constant) or arg in weights}
-                    positions[kernel] = positions.get(kernel, here) & here
+    for call in op_calls(module):
+        if call.op.same_as(call_tir):
+            kernel, args = call.args[0], call.args[1].fields
+            here = {i for i, arg in enumerate(args) if isinstance(arg, Constant) or arg in weights}
+            positions[kernel] = positions.get(kernel, here) & here
     return positions
 
 

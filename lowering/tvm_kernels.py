@@ -21,6 +21,7 @@ TVM's, which then has every core.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import tvm
@@ -63,14 +64,15 @@ TVM_GEMM_MAX_K = 1024
 def gemms_stay_in_tvm(module: Any) -> bool:
     """Whether TVM's GEMM schedule takes every matmul of `module`: float32 matrices or
     batches of them, static shapes, a constant B or a reduction of at most TVM_GEMM_MAX_K."""
-    constants = constant_values(module)
-    return all(_direct_gemm(call, constants) for call in op_calls(module)
+    constant = constant_test(module)
+    return all(_direct_gemm(call, constant) for call in op_calls(module)
                if call.op.name == _MATMUL)
 
 
-def constant_values(module: Any) -> set[Any]:
-    """The variables of `module`'s Relax functions bound to values computed from constants
-    alone (a weight's transpose): FoldConstant makes them constants."""
+def constant_test(module: Any) -> Callable[[Any], bool]:
+    """Whether an expression of `module`'s Relax functions is a constant or a variable bound
+    to a value computed from constants alone (a weight's transpose): FoldConstant makes
+    those constants."""
     constants: set[Any] = set()
 
     def constant(expr: Any) -> bool:
@@ -80,26 +82,21 @@ def constant_values(module: Any) -> set[Any]:
         return isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) \
             and bool(value.args) and all(map(constant, value.args))
 
-    def visit(binding: Any) -> None:
-        if constant(binding.value) or computed_from_constants(binding.value):
-            constants.add(binding.var)
-
     for function in module.functions.values():
         if isinstance(function, relax.Function):
             for block in getattr(function.body, "blocks", []):
                 for binding in block.bindings:
-                    if isinstance(binding, relax.VarBinding):
-                        visit(binding)
-    return constants
+                    if isinstance(binding, relax.VarBinding) and (
+                            constant(binding.value) or computed_from_constants(binding.value)):
+                        constants.add(binding.var)
+    return constant
 
 
-def _direct_gemm(matmul: Any, constants: set[Any]) -> bool:
+def _direct_gemm(matmul: Any, constant: Callable[[Any], bool]) -> bool:
     types = [matmul.ty, *(arg.ty for arg in matmul.args)]
-    b = matmul.args[1]
     return all(isinstance(t, relax.TensorType) and static_shape(t) and len(t.shape) >= 2
                and str(t.dtype) == "float32" for t in types) and not matmul.attrs.out_dtype \
-        and (isinstance(b, Constant) or b in constants
-             or int(matmul.args[0].ty.shape[-1]) <= TVM_GEMM_MAX_K)
+        and (constant(matmul.args[1]) or int(matmul.args[0].ty.shape[-1]) <= TVM_GEMM_MAX_K)
 
 
 def _direct(conv: Any) -> bool:

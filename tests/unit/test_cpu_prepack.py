@@ -97,8 +97,6 @@ def test_constant_operands_are_marked_before_tuning_sees_the_kernels(tmp_path):
     assert "layout_free_buffers" not in kernels["matmul1"].attrs  # its workload unchanged
 
 
-
-
 def test_a_kernel_called_with_a_constant_and_with_an_input_is_not_marked(tmp_path):
     """One kernel serves both calls (same shapes): packing at compile time would leave the
     call with the input's B reading a layout it was never given."""
