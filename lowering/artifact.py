@@ -219,6 +219,11 @@ class Artifact:
         """The kernels tuning records scheduled (none when built without a database)."""
         return list((self.manifest.get("tuning") or {}).get("tuned_kernels", []))
 
+    def prepare_runtime(self) -> None:
+        """Set this process up to run this artifact (its thread count, its library kernels);
+        done on the first run, again wherever another artifact ran in between."""
+        self._backend()
+
     @cached_property
     def _vm(self) -> Any:
         backend = self._backend()

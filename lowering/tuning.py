@@ -27,6 +27,7 @@ import tvm
 from xpuport.errors import TuningError
 from xpuport.hw_profiles import HardwareProfile
 from xpuport.lowering.collect import collecting, note
+from xpuport.lowering.library_choice import CHOICES, LibraryChoice
 from xpuport.lowering.tuning_baseline import BASELINES, measure_baselines, save_baselines
 
 META = "xpuport-tuning.json"
@@ -55,7 +56,7 @@ class TuningDatabase:
     def digest(self) -> str:
         """Changes whenever a record is added: part of every tuned artifact's identity."""
         digest = hashlib.sha256()
-        for name in (META, *RECORDS, BASELINES):
+        for name in (META, *RECORDS, BASELINES, CHOICES):
             file = self.path / name
             digest.update(file.read_bytes() if file.is_file() else b"")
         return digest.hexdigest()[:16]
@@ -245,6 +246,13 @@ class TuneResult:
     trials: int
     seconds: float
     out_of_budget: bool  # the budget, not the trial count or the search space, ended the run
+    library_choice: LibraryChoice | None = None  # measured where both sides were tuned
+
+    @classmethod
+    def combined(cls, database: Path, results: list[TuneResult]) -> TuneResult:
+        """One run's total over the searches it made, one after the other."""
+        return cls(database, sum(r.tasks for r in results), sum(r.trials for r in results),
+                   sum(r.seconds for r in results), any(r.out_of_budget for r in results))
 
 
 def trials_per_batch(trials: int, tasks: int) -> int:
@@ -268,7 +276,8 @@ def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
     """MetaSchedule over every kernel of `module` (legalized and fused): one search, whose
     task scheduler shares `trials` among the kernels by their progress, stopped by `budget`
     seconds (tuning_search.py). A kernel MetaSchedule has no more candidates for (an
-    elementwise or layout kernel gets one) retires early. The result counts the candidates
+    elementwise or layout kernel gets one) retires early; a module of library calls alone gives
+    an empty result. The result counts the candidates
     measured; `on_progress` hears after each batch. `schedules`, compile's default schedules,
     is then measured on every kernel too, so compile applies only records that beat it
     (tuning_baseline.py)."""
@@ -284,9 +293,8 @@ def tune_module(module: Any, target: Any, database: TuningDatabase, trials: int,
 
     target = measured_target(target)
     extracted = heaviest_first(ms.relax_integration.extract_tasks(module, target))
-    if not extracted:
-        raise TuningError("nothing to tune: every kernel of this model is a library call",
-                          "compile it as is, or tune with --no-library to tune TVM's kernels")
+    if not extracted:  # every kernel is a library call
+        return TuneResult(database.path, 0, 0, 0.0, False)
     started, before = time.monotonic(), database.records()
     deadline = None if budget is None else started + budget
     builder, runner = _builder(target), _runner()

@@ -10,9 +10,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import tvm_ffi
+
 from xpuport.backends.base import Backend, CompileOptions, TvmBackend
 from xpuport.backends.registry import get_backend
 from xpuport.cache import CompileCache, compile_key
+from xpuport.choice_run import measure_in_own_process
 from xpuport.errors import CompileError, ProfileError, TuningError
 from xpuport.hw_profiles import HardwareProfile, load_profile
 from xpuport.ir.canonicalize import canonicalize
@@ -29,6 +32,7 @@ from xpuport.lowering.artifact import (
     write_artifact,
 )
 from xpuport.lowering.library import collecting_thread_pools, library_calls
+from xpuport.lowering.library_choice import LibraryChoice, choice_key, read_choice, save_choice
 from xpuport.lowering.partition import Placement, check_fallback, place
 from xpuport.lowering.pipeline import build
 from xpuport.lowering.regions import build_regions
@@ -93,8 +97,21 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     Nodes the backend declines run on the host (onnxruntime's CPU provider) in their own
     regions; `strict` forbids that, `max_fallback` bounds how many nodes may fall back.
     `tuning`: True applies the profile's default tuning database when there is one, a path
-    names a database, False compiles without records.
+    names a database, False compiles without records. Where `tune` measured this model
+    faster with library dispatch off, the database says so and compile follows it
+    (lowering/library_choice.py; the manifest's tuning.library_choice).
     """
+    return _compile(model_path, backend, profile, output_dir, options=options,
+                    use_cache=use_cache, on_step=on_step, strict=strict,
+                    max_fallback=max_fallback, tuning=tuning, follow_choice=True)
+
+
+def _compile(
+    model_path: str | Path, backend: str, profile: str | None, output_dir: str | Path | None,
+    *, options: CompileOptions | None, use_cache: bool, on_step: StepCallback | None,
+    strict: bool, max_fallback: int | None, tuning: str | Path | bool, follow_choice: bool,
+) -> Artifact:
+    """compile; `tune` builds both sides of a library choice without following the last."""
     step = on_step or (lambda _name: None)
     out = Path(output_dir) if output_dir is not None else None
     if out is None and not use_cache:
@@ -116,6 +133,9 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     if database is not None:
         opts = dataclasses.replace(opts, tuning_db=str(database.path))
     source_hash = graph_hash(model)
+    choice = _library_choice(database, source_hash, opts) if follow_choice else None
+    build_options = dataclasses.replace(opts, library=False) \
+        if choice is not None and not choice.library else opts
     backend_key = backend_impl.cache_key(resolved)
     records_digest = database.digest() if database is not None else None
     identity = {**opts.to_json(), "tuning_db": records_digest}
@@ -136,7 +156,8 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
     started = time.perf_counter()
     with collecting_tuned_kernels() as tuned_kernels, collecting_stale_baselines() as stale, \
             collecting_thread_pools() as pools:
-        libraries, blobs, regions = _build(canonical, placement, backend_impl, resolved, opts)
+        libraries, blobs, regions = _build(canonical, placement, backend_impl, resolved,
+                                            build_options)
     blobs[GRAPH] = canonical.SerializeToString()
     for executable in libraries.values():
         blobs.update(backend_impl.package(executable, resolved))
@@ -161,7 +182,9 @@ def compile(  # noqa: A001  # the verb users expect: xpuport.compile(...)
         "tuning": {"database": str(database.path), "digest": records_digest,
                    "tuned_kernels": sorted(set(tuned_kernels)),
                    # records not applied: tuned against another default schedule
-                   "stale_kernels": sorted(set(stale))} if database is not None else None,
+                   "stale_kernels": sorted(set(stale)),
+                   "library_choice": choice.to_json() if choice else None}
+        if database is not None else None,
         **({"regions": regions} if regions else {}),
     }
     step("write")
@@ -194,6 +217,14 @@ def _canonical_placement(model: Any, backend: TvmBackend, profile: HardwareProfi
     return place(canonical, backend, profile)
 
 
+def _library_choice(database: TuningDatabase | None, source_hash: str,
+                    options: CompileOptions) -> LibraryChoice | None:
+    """The database's measured choice for this model, where library dispatch is asked for."""
+    if database is None or not options.library:
+        return None
+    return read_choice(database.path, choice_key(source_hash, options.to_json()))
+
+
 def _tuning_database(backend: TvmBackend, profile: HardwareProfile,
                      tuning: str | Path | bool) -> TuningDatabase | None:
     if tuning is False or not backend.applies_tuning:
@@ -215,25 +246,66 @@ def tune(
     on_progress: Callable[[int, str], None] | None = None,
 ) -> TuneResult:
     """MetaSchedule every kernel TVM generates for the model; records go to the profile's
-    database (or `database`), which `compile` then applies."""
+    database (or `database`), which `compile` then applies.
+
+    With library dispatch on, the model is tuned twice over one budget: as compile builds
+    it (the kernels between library calls), then with every op in TVM; both are then
+    built with the records and timed, and the faster is the database's library choice for
+    this model (lowering/library_choice.py)."""
     backend_impl = get_backend(backend)
     if not isinstance(backend_impl, TvmBackend) or not backend_impl.applies_tuning:
         raise TuningError(f"backend '{backend}' applies no tuning records yet",
                           "tune for --backend cpu")
     resolved = resolve_profile(backend_impl, profile)
     opts = options or CompileOptions()
-    canonical, placement = _canonical_placement(load_model(model_path), backend_impl, resolved,
-                                                opts)
+    model = load_model(model_path)
+    canonical, placement = _canonical_placement(model, backend_impl, resolved, opts)
     if placement.fallback:
         raise TuningError(f"{model_path}: {len(placement.fallback)} node(s) run on the host",
                           "tune a model that runs wholly on the device (see `xpuport inspect`)")
-    module = backend_impl.fused_kernels(to_relax(canonical), resolved, opts)
+    variants = _tuning_variants(to_relax(canonical), backend_impl, resolved, opts)
     target = backend_impl.target(resolved)
     path = Path(database) if database is not None else default_database(resolved)
     records = create_database(path, resolved, target)
-    backend_impl.prepare_tuning(module)
-    return tune_module(module, target, records, trials, budget,
-                       on_progress or (lambda *_: None), backend_impl.default_schedules())
+    results = _tune_variants(variants, backend_impl, target, records, trials, budget,
+                             on_progress or (lambda *_: None))
+    result = TuneResult.combined(path, results)
+    if result.tasks == 0:
+        raise TuningError("nothing to tune: every kernel of this model is a library call",
+                          "compile it as is, or tune with --no-library to tune TVM's kernels")
+    if len(results) == 2:  # both sides tuned: the choice is between their best
+        choice = measure_in_own_process(model_path, backend, resolved.name, opts, path)
+        save_choice(path, choice_key(graph_hash(model), opts.to_json()), choice)
+        result = dataclasses.replace(result, library_choice=choice)
+    return result
+
+
+def _tuning_variants(module: Any, backend: TvmBackend, profile: HardwareProfile,
+                     options: CompileOptions) -> list[Any]:
+    """The fused module as compile builds it, then, where library dispatch changed it, the
+    one without library dispatch."""
+    dispatched = backend.fused_kernels(module, profile, options)
+    if not options.library:
+        return [dispatched]
+    own = backend.fused_kernels(module, profile, dataclasses.replace(options, library=False))
+    return [dispatched] if tvm_ffi.structural_equal(dispatched, own) else [dispatched, own]
+
+
+def _tune_variants(variants: list[Any], backend: TvmBackend, target: Any,
+                   records: TuningDatabase, trials: int, budget: float | None,
+                   on_progress: Callable[[int, str], None]) -> list[TuneResult]:
+    """Tune each variant with what the ones before it left of `trials` and `budget`."""
+    results: list[TuneResult] = []
+    started = time.monotonic()
+    for module in variants:
+        trials_left = trials - sum(result.trials for result in results)
+        budget_left = None if budget is None else budget - (time.monotonic() - started)
+        if trials_left <= 0 or (budget_left is not None and budget_left <= 0):
+            break
+        backend.prepare_tuning(module)
+        results.append(tune_module(module, target, records, trials_left, budget_left,
+                                   on_progress, backend.default_schedules()))
+    return results
 
 
 def _library_calls(executables: Iterable[Any]) -> dict[str, int]:

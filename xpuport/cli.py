@@ -458,13 +458,19 @@ def tune(
     with tune_progress(enabled=not as_json, trials=trials) as progress:
         result = api.tune(model, backend, profile, trials=trials, budget=budget, database=db,
                           options=CompileOptions(library=library), on_progress=progress)
+    choice = result.library_choice
     data = {"database": str(result.database), "tasks": result.tasks, "trials": result.trials,
-            "seconds": round(result.seconds, 1), "out_of_budget": result.out_of_budget}
+            "seconds": round(result.seconds, 1), "out_of_budget": result.out_of_budget,
+            "library_choice": choice.to_json() if choice else None}
     if as_json:
         return emit_json(data)
     ended = " (the budget ran out)" if result.out_of_budget else ""
     out.print(f"tuned {data['tasks']} kernel(s) of {model} with {data['trials']} trials in "
               f"{data['seconds']} s{ended} → {data['database']}")
+    if choice is not None:
+        kept = "library dispatch" if choice.library else "TVM's tuned kernels, library dispatch off"
+        out.print(f"with the records: {choice.library_ms:.3f} ms with library dispatch, "
+                  f"{choice.tvm_ms:.3f} ms without; compile will use {kept}")
 
 
 @app.command()
