@@ -23,9 +23,22 @@ from xpuport.errors import TuningError
 from xpuport.lowering.artifact import Artifact
 from xpuport.lowering.library_choice import LibraryChoice
 
+ROUNDS = 2  # processes, one after the other; each side keeps its fastest median
+
 
 def measure_in_own_process(model_path: str | Path, backend: str, profile: str,
                            options: CompileOptions, database: Path) -> LibraryChoice:
+    """The choice timed in ROUNDS fresh processes. In one suite run, every transformer's
+    library side read 2-10x its `bench` time in the first (the d256 encoder 32.0 ms against
+    3.1-3.8 ms), while its TVM side read true; a second process gave the true time."""
+    rounds = [_one_process(model_path, backend, profile, options, database)
+              for _ in range(ROUNDS)]
+    return LibraryChoice(library_ms=min(r.library_ms for r in rounds),
+                         tvm_ms=min(r.tvm_ms for r in rounds))
+
+
+def _one_process(model_path: str | Path, backend: str, profile: str,
+                 options: CompileOptions, database: Path) -> LibraryChoice:
     request = {"model": str(model_path), "backend": backend, "profile": profile,
                "options": options.to_json(), "database": str(database)}
     with tempfile.TemporaryDirectory(prefix="xpuport-choice-") as scratch:

@@ -454,7 +454,9 @@ def tune(
     library: Annotated[bool, typer.Option(help="Library dispatch, as compile will do.")] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Tune TVM's kernels for a model with MetaSchedule; compile applies the records."""
+    """Tune TVM's kernels for a model with MetaSchedule; compile applies the records. With
+    library dispatch on, the model with every op in TVM is tuned too, both are timed, and
+    compile follows the faster."""
     with tune_progress(enabled=not as_json, trials=trials) as progress:
         result = api.tune(model, backend, profile, trials=trials, budget=budget, database=db,
                           options=CompileOptions(library=library), on_progress=progress)

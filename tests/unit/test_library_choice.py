@@ -136,3 +136,14 @@ def test_an_unreadable_choice_file_is_named_with_its_fix(matmul_add, tuned, tmp_
         xpuport.compile(matmul_add, "cpu", PROFILE, tmp_path / "out", tuning=folder)
     assert "xpuport tune" in raised.value.fix
     assert not (tmp_path / "out").exists()
+
+
+def test_the_key_ignores_what_the_choice_is_about():
+    """Library dispatch and the database folder do not split a model's choice; other options
+    (its schedules, fast math) do: the choice was measured with them."""
+    base = CompileOptions().to_json()
+    assert choice_key("h", base) == choice_key("h", {**base, "library": False,
+                                                     "tuning_db": "/elsewhere"})
+    assert choice_key("h", base) != choice_key("h", {**base, "fast_math": False})
+    assert choice_key("h", base) != choice_key("g", base)
+    assert LibraryChoice(library_ms=1.0, tvm_ms=1.0).library  # a tie keeps the library
