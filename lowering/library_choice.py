@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from xpuport.errors import TuningError
+from xpuport.lowering.tuning_baseline import replace_json
 
 CHOICES = "library-choices.json"
 
@@ -62,10 +62,7 @@ def read_choice(database: Path, key: str) -> LibraryChoice | None:
 
 
 def save_choice(database: Path, key: str, choice: LibraryChoice) -> None:
-    """Add or replace one model's choice; written whole, then renamed, so a reader never
-    sees half a file."""
+    """Add or replace one model's choice."""
     choices = {name: value.to_json() for name, value in read_choices(database).items()}
     choices[key] = choice.to_json()
-    staging = database / f".{CHOICES}.{os.getpid()}"
-    staging.write_text(json.dumps(choices, indent=1, sort_keys=True) + "\n")
-    staging.replace(database / CHOICES)
+    replace_json(database / CHOICES, choices)

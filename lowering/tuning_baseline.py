@@ -86,6 +86,12 @@ def save_baselines(database: Path, baselines: dict[str, Baseline]) -> None:
     """Merge `baselines` into the database's (the latest measurement wins)."""
     merged = {key: baseline._asdict()
               for key, baseline in {**read_baselines(database), **baselines}.items()}
-    staged = database / f".{BASELINES}.tmp"
-    staged.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
-    staged.replace(database / BASELINES)
+    replace_json(database / BASELINES, merged)
+
+
+def replace_json(path: Path, data: Any) -> None:
+    """A database file written whole beside `path`, then renamed: a reader sees the old
+    file or the new one, never half of one."""
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    staged.replace(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -53,11 +54,8 @@ def _set_baselines(folder, seconds, schedule=None):
 
 
 def _copy(database, folder):
-    folder.mkdir()
-    for file in database.iterdir():
-        if file.is_file():
-            (folder / file.name).write_text(file.read_text())
-    return folder
+    """The database's files, without MetaSchedule's logs folder."""
+    return shutil.copytree(database, folder, ignore=shutil.ignore_patterns("logs"))
 
 
 def _target():
