@@ -294,13 +294,18 @@ def _tuning_variants(module: Any, backend: TvmBackend, profile: HardwareProfile,
 def _tune_variants(variants: list[Any], backend: TvmBackend, target: Any,
                    records: TuningDatabase, trials: int, budget: float | None,
                    on_progress: Callable[[int, str], None]) -> list[TuneResult]:
-    """Tune each variant with what the ones before it left of `trials` and `budget`."""
+    """Tune each variant with what the ones before it left of `trials` and `budget`; one the
+    budget left nothing for marks the run as ended by the budget (and no choice is made)."""
     results: list[TuneResult] = []
     started = time.monotonic()
     for module in variants:
         trials_left = trials - sum(result.trials for result in results)
         budget_left = None if budget is None else budget - (time.monotonic() - started)
-        if trials_left <= 0 or (budget_left is not None and budget_left <= 0):
+        if budget_left is not None and budget_left <= 0:
+            if results:
+                results[-1] = dataclasses.replace(results[-1], out_of_budget=True)
+            break
+        if trials_left <= 0:
             break
         backend.prepare_tuning(module)
         results.append(tune_module(module, target, records, trials_left, budget_left,

@@ -4,6 +4,7 @@ the faster kept in the database, compile following it."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -60,11 +61,8 @@ def _feeds() -> dict[str, np.ndarray]:
 
 
 def _copy(database, folder):
-    folder.mkdir()
-    for file in database.iterdir():
-        if file.is_file():  # not MetaSchedule's logs folder
-            (folder / file.name).write_bytes(file.read_bytes())
-    return folder
+    """The database's files, without MetaSchedule's logs folder."""
+    return shutil.copytree(database, folder, ignore=shutil.ignore_patterns("logs"))
 
 
 def _compiled(model: str, folder, out):
@@ -147,3 +145,12 @@ def test_the_key_ignores_what_the_choice_is_about():
     assert choice_key("h", base) != choice_key("h", {**base, "fast_math": False})
     assert choice_key("h", base) != choice_key("g", base)
     assert LibraryChoice(library_ms=1.0, tvm_ms=1.0).library  # a tie keeps the library
+
+
+def test_a_budget_spent_before_tvms_side_says_so_and_makes_no_choice(matmul_add, tmp_path):
+    """The Add between library calls alone takes longer than 1 s to tune (its builder and
+    runner start): nothing is left for the model without library dispatch."""
+    result = xpuport.tune(matmul_add, "cpu", PROFILE, trials=6, budget=1, database=tmp_path)
+    assert result.out_of_budget and result.library_choice is None
+    assert result.tasks == 1
+    assert not (tmp_path / CHOICES).exists()
