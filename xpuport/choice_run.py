@@ -28,9 +28,10 @@ ROUNDS = 2  # processes, one after the other; each side keeps its fastest median
 
 def measure_in_own_process(model_path: str | Path, backend: str, profile: str,
                            options: CompileOptions, database: Path) -> LibraryChoice:
-    """The choice timed in ROUNDS fresh processes. In one suite run, every transformer's
-    library side read 2-10x its `bench` time in the first (the d256 encoder 32.0 ms against
-    3.1-3.8 ms), while its TVM side read true; a second process gave the true time."""
+    """The choice timed in ROUNDS fresh processes. In one suite run a single process read
+    every transformer's library side 2-10x its `bench` time (the d256 encoder 32.0 ms
+    against 3.1-3.8 ms) while its TVM side read true, and later processes read both true:
+    a second process guards the choice against it (its cause is not found)."""
     rounds = [_one_process(model_path, backend, profile, options, database)
               for _ in range(ROUNDS)]
     return LibraryChoice(library_ms=min(r.library_ms for r in rounds),
