@@ -154,9 +154,11 @@ def _normalized_model(path, softmax_axis: int) -> str:
 
 @pytest.mark.parametrize(("softmax_axis", "softmax_calls"), [(-1, 1), (1, 0)])
 def test_normalizations_join_torchs_pool_over_the_last_axis_only(tmp_path, softmax_axis,
-                                                                 softmax_calls):
-    """Built from the dispatched module with torch's pool chosen (as on an AVX-512 host,
-    or any host for a model with convolutions), so it runs the same on every host."""
+                                                                 softmax_calls,
+                                                                 gemms_on_library):
+    """Built from the dispatched module with torch's pool chosen (as for large GEMMs TVM
+    does not take, on an AVX-512 host, or any host for a model with convolutions), so it
+    runs the same on every host."""
     pytest.importorskip("torch")
     import onnxruntime as ort
 
