@@ -36,11 +36,15 @@ class LibraryChoice:
         return {"library": self.library, "library_ms": self.library_ms, "tvm_ms": self.tvm_ms}
 
 
-def choice_key(source_hash: str, options: Mapping[str, Any]) -> str:
+def choice_key(source_hash: str, options: Mapping[str, Any], code: str) -> str:
     """A model and the options it was measured with, but for library dispatch and the
-    database, which the choice is about."""
+    database, which the choice is about; and the xpuport code that timed it (`code`:
+    cache.source_digest). A new schedule can turn a choice around (AVX-512 GEMMs in wider
+    steps took the d768 encoder's TVM side from slower than oneDNN to 35% faster), so a
+    choice timed by other code is not followed: compile dispatches as it does untuned, and
+    tuning again times the choice afresh."""
     rest = {k: v for k, v in sorted(options.items()) if k not in ("library", "tuning_db")}
-    return hashlib.sha256(json.dumps([source_hash, rest]).encode()).hexdigest()[:24]
+    return hashlib.sha256(json.dumps([source_hash, rest, code]).encode()).hexdigest()[:24]
 
 
 def read_choices(database: Path) -> dict[str, LibraryChoice]:

@@ -14,7 +14,7 @@ import tvm_ffi
 
 from xpuport.backends.base import Backend, CompileOptions, TvmBackend
 from xpuport.backends.registry import get_backend
-from xpuport.cache import CompileCache, compile_key
+from xpuport.cache import CompileCache, compile_key, source_digest
 from xpuport.choice_run import measure_in_own_process
 from xpuport.errors import CompileError, ProfileError, TuningError
 from xpuport.hw_profiles import HardwareProfile, load_profile
@@ -222,7 +222,8 @@ def _library_choice(database: TuningDatabase | None, source_hash: str,
     """The database's measured choice for this model, where library dispatch is asked for."""
     if database is None or not options.library:
         return None
-    return read_choice(database.path, choice_key(source_hash, options.to_json()))
+    return read_choice(database.path,
+                       choice_key(source_hash, options.to_json(), source_digest()))
 
 
 def _tuning_database(backend: TvmBackend, profile: HardwareProfile,
@@ -275,7 +276,8 @@ def tune(
                           "compile it as is, or tune with --no-library to tune TVM's kernels")
     if len(results) == 2:  # both sides tuned: the choice is between their best
         choice = measure_in_own_process(model_path, backend, resolved.name, opts, path)
-        save_choice(path, choice_key(graph_hash(model), opts.to_json()), choice)
+        save_choice(path, choice_key(graph_hash(model), opts.to_json(), source_digest()),
+                    choice)
         result = dataclasses.replace(result, library_choice=choice)
     return result
 

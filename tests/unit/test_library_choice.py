@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import xpuport
 from xpuport.backends.base import CompileOptions
+from xpuport.cache import source_digest
 from xpuport.cli import app
 from xpuport.errors import TuningError
 from xpuport.ir.inspect import graph_hash
@@ -49,8 +50,9 @@ def tuned(matmul_add, tmp_path_factory):
     return folder, " ".join(result.output.split())  # as rich wrapped it
 
 
-def _key(model: str) -> str:
-    return choice_key(graph_hash(load_model(model)), CompileOptions().to_json())
+def _key(model: str, code: str = "") -> str:
+    return choice_key(graph_hash(load_model(model)), CompileOptions().to_json(),
+                      code or source_digest())
 
 
 def _feeds() -> dict[str, np.ndarray]:
@@ -112,6 +114,17 @@ def test_a_changed_choice_is_a_new_artifact(matmul_add, tuned, tmp_path):
     assert first.manifest["library_calls"] and not second.manifest["library_calls"]
 
 
+def test_a_choice_timed_by_other_xpuport_code_is_not_followed(matmul_add, tuned, tmp_path):
+    """New schedules can turn a choice around: compile dispatches as untuned instead."""
+    folder = _copy(tuned[0], tmp_path / "db")
+    (folder / CHOICES).unlink()
+    save_choice(folder, _key(matmul_add, code="an-older-xpuport"),
+                LibraryChoice(library_ms=2.0, tvm_ms=1.0))
+    artifact = _compiled(matmul_add, folder, tmp_path / "out")
+    assert artifact.manifest["tuning"]["library_choice"] is None
+    assert artifact.manifest["library_calls"]  # library dispatch, as asked for
+
+
 def test_no_library_dispatch_asked_means_no_choice(matmul_add, tuned, tmp_path):
     folder, _ = tuned
     artifact = xpuport.compile(matmul_add, "cpu", PROFILE, tmp_path / "out", tuning=folder,
@@ -140,10 +153,11 @@ def test_the_key_ignores_what_the_choice_is_about():
     """Library dispatch and the database folder do not split a model's choice; other options
     (its schedules, fast math) do: the choice was measured with them."""
     base = CompileOptions().to_json()
-    assert choice_key("h", base) == choice_key("h", {**base, "library": False,
-                                                     "tuning_db": "/elsewhere"})
-    assert choice_key("h", base) != choice_key("h", {**base, "fast_math": False})
-    assert choice_key("h", base) != choice_key("g", base)
+    assert choice_key("h", base, "c") == choice_key("h", {**base, "library": False,
+                                                          "tuning_db": "/elsewhere"}, "c")
+    assert choice_key("h", base, "c") != choice_key("h", {**base, "fast_math": False}, "c")
+    assert choice_key("h", base, "c") != choice_key("g", base, "c")
+    assert choice_key("h", base, "c") != choice_key("h", base, "d")
     assert LibraryChoice(library_ms=1.0, tvm_ms=1.0).library  # a tie keeps the library
 
 
