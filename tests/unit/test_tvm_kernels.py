@@ -280,6 +280,30 @@ def test_the_gemm_schedule_packs_b_and_keeps_accumulators(batched, dtype, schedu
         assert "T.parallel" in text
 
 
+@pytest.mark.parametrize(("columns", "vector"), [(128, 64), (96, 32), (40, 8)])
+def test_avx512_gemms_step_over_four_registers_of_columns(columns, vector):
+    """TVM gives every x86 target 16 lanes: two AVX2 registers, one AVX-512 one, so an
+    AVX-512 step takes 64 columns (24 accumulators of its 32 registers), fewer where the
+    columns do not split into 64."""
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64-v4"})
+    text = DirectGemm().apply(_gemm_kernel(192, 64, columns, False), target, False).mod[
+        "main"].script()
+    assert "T.unroll(6)" in text and f"T.vectorized({vector})" in text
+
+
+def test_avx512_convolutions_keep_sixteen_pixels_of_accumulators():
+    data = te.placeholder((1, 16, 32, 8), "float32", name="x")
+    weight = te.placeholder((3, 3, 8, 16), "float32", name="w")
+    func = te.create_prim_func([data, weight,
+                                topi.nn.conv(data, weight, 1, 1, 1, 1, "NHWC", "HWIO")])
+    pixels = {}
+    for level in ("x86-64-v3", "x86-64-v4"):
+        target = tvm.target.Target({"kind": "llvm", "mcpu": level})
+        text = DirectConv().apply(func, target, False).mod["main"].script()
+        pixels[level] = [n for n in (16, 4) if f"T.unroll({n})" in text]
+    assert pixels == {"x86-64-v3": [4], "x86-64-v4": [16]}
+
+
 def test_a_constant_b_is_packed_by_a_block_relax_splits_off():
     """B marked layout-free (a constant at the call) is packed into [N / 16, K, 16] by a
     preprocessing block, and the GEMM reads it there: one local buffer left, the
