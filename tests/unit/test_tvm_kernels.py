@@ -280,13 +280,16 @@ def test_the_gemm_schedule_packs_b_and_keeps_accumulators(batched, dtype, schedu
         assert "T.parallel" in text
 
 
-@pytest.mark.parametrize(("columns", "vector"), [(128, 64), (96, 32), (40, 8)])
-def test_avx512_gemms_step_over_four_registers_of_columns(columns, vector):
+@pytest.mark.parametrize(("rows", "columns", "vector"), [
+    (192, 128, 64), (192, 96, 32), (192, 40, 8),
+    (192, 64, 64),  # too few outputs for a second thread: one block
+    (1024, 64, 32)])  # in parallel: two blocks, one a thread
+def test_avx512_gemms_step_over_four_registers_of_columns(rows, columns, vector):
     """TVM gives every x86 target 16 lanes: two AVX2 registers, one AVX-512 one, so an
     AVX-512 step takes 64 columns (24 accumulators of its 32 registers), fewer where the
-    columns do not split into 64."""
+    columns do not split into 64 or a parallel GEMM would have one block."""
     target = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64-v4"})
-    text = DirectGemm().apply(_gemm_kernel(192, 64, columns, False), target, False).mod[
+    text = DirectGemm().apply(_gemm_kernel(rows, 64, columns, False), target, False).mod[
         "main"].script()
     assert "T.unroll(6)" in text and f"T.vectorized({vector})" in text
 
