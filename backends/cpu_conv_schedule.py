@@ -38,10 +38,10 @@ class DirectConv(dlight.ScheduleRule):  # type: ignore[misc]  # dlight is untype
     applied as the accumulators are stored, rows in parallel."""
 
     def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
-        blocks = WIDE_PIXEL_BLOCKS if has_avx512(target) else PIXEL_BLOCKS
         return schedule_found(func, target, _the_conv,
-                              lambda sch, found, conv, lanes: _schedule(sch, found, conv, lanes,
-                                                                        blocks))
+                              lambda sch, found, conv, lanes: _schedule(
+                                  sch, found, conv, lanes,
+                                  WIDE_PIXEL_BLOCKS if has_avx512(target) else PIXEL_BLOCKS))
 
 
 def has_avx512(target: Any) -> bool:

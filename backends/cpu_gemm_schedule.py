@@ -25,7 +25,6 @@ from xpuport.backends.cpu_conv_schedule import (
     PARALLEL_MIN_OUTPUTS,
     has_avx512,
     inline_on_store,
-    lanes_of,
     schedule_found,
 )
 from xpuport.backends.cpu_prepack import LAYOUT_FREE, PREPACK
@@ -41,12 +40,12 @@ class DirectGemm(dlight.ScheduleRule):  # type: ignore[misc]  # dlight is untype
     applied on store, batches and column blocks in parallel."""
 
     def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
-        width = step_columns(target)
         return schedule_found(func, target, _the_gemm,
-                              lambda sch, blocks, gemm, _lanes: _schedule(sch, blocks, gemm, width))
+                              lambda sch, blocks, gemm, lanes: _schedule(
+                                  sch, blocks, gemm, step_columns(lanes, has_avx512(target))))
 
 
-def step_columns(target: Any) -> int:
+def step_columns(lanes: int, avx512: bool) -> int:
     """Columns of B per step: ROWS times their vectors is how many accumulators stay in
     registers. TVM 0.27 gives 16 float32 lanes for every x86 target, two AVX2 registers:
     12 accumulators of AVX2's 16 registers. AVX-512 has 32 registers of 16 lanes, so a
@@ -54,8 +53,7 @@ def step_columns(target: Any) -> int:
     d768 encoder at batch 1 (all its GEMMs in TVM, untuned) took 19.1 ms in steps of 16
     columns, 14.4-14.9 in steps of 32, 13.2 in steps of 64, against onnxruntime's 13.9-14.6
     in the same runs; 12 rows of 32 columns took 22.3."""
-    lanes = lanes_of(target)
-    return 4 * lanes if has_avx512(target) else lanes
+    return 4 * lanes if avx512 else lanes
 
 
 def _the_gemm(sch: Any, blocks: list[Any]) -> tuple[Any, int] | None:
