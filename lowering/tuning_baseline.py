@@ -17,6 +17,7 @@ compile names the kernel, and tuning again re-measures it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -91,7 +92,8 @@ def save_baselines(database: Path, baselines: dict[str, Baseline]) -> None:
 
 def replace_json(path: Path, data: Any) -> None:
     """A database file written whole beside `path`, then renamed: a reader sees the old
-    file or the new one, never half of one."""
-    staged = path.with_name(f".{path.name}.tmp")
+    file or the new one, never half of one. The staged name is this process's own, so two
+    tunes writing one shared database do not rename each other's half-written file."""
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     staged.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     staged.replace(path)
